@@ -1,0 +1,74 @@
+"""patchlab: activation patching for transformer language models.
+
+The public API: :func:`load_model`, :class:`PromptPair`, :func:`patch`, :func:`decompose`,
+:func:`examples`. Long jobs are generators (:func:`iter_patch`, :func:`iter_decompose`).
+"""
+
+from patchlab._version import __version__
+from patchlab.core.errors import (
+    InputError,
+    ModelLoadError,
+    PairError,
+    PatchlabError,
+    TargetUnavailableError,
+)
+from patchlab.core.metrics import DIRECTIONS, METHODS, METRICS
+from patchlab.core.pairs import PromptPair
+from patchlab.core.result import PatchResult
+from patchlab.core.targets import TARGETS
+
+__all__ = [
+    "__version__",
+    "load_model",
+    "model_info",
+    "PromptPair",
+    "patch",
+    "iter_patch",
+    "decompose",
+    "iter_decompose",
+    "examples",
+    "PatchResult",
+    "TARGETS",
+    "METRICS",
+    "DIRECTIONS",
+    "METHODS",
+    "PatchlabError",
+    "InputError",
+    "PairError",
+    "ModelLoadError",
+    "TargetUnavailableError",
+]
+
+_LAZY = {
+    "load_model": ("patchlab.engine.loading", "load_model"),
+    "model_info": ("patchlab.engine.loading", "model_info"),
+    "patch": ("patchlab.engine.sweep", "patch"),
+    "iter_patch": ("patchlab.engine.sweep", "iter_patch"),
+    "decompose": ("patchlab.engine.decompose", "decompose"),
+    "iter_decompose": ("patchlab.engine.decompose", "iter_decompose"),
+    "DecomposeResult": ("patchlab.core.decomposition", "DecomposeResult"),
+}
+
+
+def __getattr__(name):
+    # torch and TransformerLens load on first use, so `import patchlab` stays fast
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'patchlab' has no attribute {name!r}")
+
+
+def examples(model=None):
+    """Built-in example prompt pairs for ``model`` (a name, a loaded model, or None).
+
+    Returns a list of objects with ``name``, ``rule``, ``description`` and ``pair``.
+    """
+    from patchlab.core.examples import load_examples
+
+    if model is not None and not isinstance(model, str):
+        from patchlab.engine.loading import model_info as _info
+
+        model = _info(model).name
+    return load_examples(model)

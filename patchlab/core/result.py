@@ -1,0 +1,173 @@
+"""Patching results: labelled numpy arrays with metadata, tidy CSV and JSON run records."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from patchlab._version import __version__
+from patchlab.core.errors import SessionFileError
+from patchlab.core.io import atomic_write_text, dump_json, read_json
+
+RUN_FORMAT = "patchlab.run"
+RUN_FORMAT_VERSION = 1
+
+
+def _nan_array(data) -> np.ndarray:
+    """JSON nested lists (None for missing) -> float array with NaN."""
+    arr = np.array(data, dtype=object)
+    arr[arr == None] = np.nan  # noqa: E711 - elementwise comparison on an object array
+    return arr.astype(np.float64)
+
+
+@dataclass
+class PatchResult:
+    """The outcome of a patching sweep.
+
+    Attributes
+    ----------
+    values : ndarray
+        The metric per cell (averaged over pairs); NaN where not computed (yet).
+    axes : tuple of str
+        Axis names (``layer``, ``pos``, ``head``), in TransformerLens's order.
+    labels : dict
+        Axis name -> list of string labels (token strings for ``pos``, ``L0H3`` for heads).
+    per_pair : ndarray
+        ``(n_pairs, *values.shape)``: the metric of each pair on its own.
+    meta : dict
+        Model, processing mode, prompts and tokens, target, direction, metric, method,
+        baselines, engine path, elapsed time, patchlab version.
+    """
+
+    values: np.ndarray
+    axes: tuple[str, ...]
+    labels: dict[str, list[str]]
+    per_pair: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # -- convenience -------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    @property
+    def target(self) -> str:
+        return self.meta.get("target", "")
+
+    @property
+    def metric(self) -> str:
+        return self.meta.get("metric", "")
+
+    @property
+    def direction(self) -> str:
+        return self.meta.get("direction", "")
+
+    @property
+    def complete(self) -> bool:
+        return bool(np.isfinite(self.values).all()) or bool(self.meta.get("complete", False))
+
+    def head_label(self, layer: int, head: int) -> str:
+        """``L0H3``-style label of one head."""
+        return f"L{layer}H{head}"
+
+    def label(self, axis: str, index: int) -> str:
+        return self.labels[axis][index]
+
+    def cell_label(self, index: tuple[int, ...]) -> str:
+        """Human label of one cell, e.g. ``layer 1, pos 3 ' Mary', head L1H2``."""
+        parts = []
+        for axis, i in zip(self.axes, index):
+            lab = self.labels.get(axis, [str(i)] * (i + 1))[i]
+            parts.append(f"{axis} {i} {lab!r}" if axis == "pos" else f"{axis} {lab}" if axis == "head" else f"{axis} {i}")
+        return ", ".join(parts)
+
+    def top_cells(self, k: int = 5, absolute: bool = False) -> list[tuple[tuple[int, ...], float]]:
+        """The ``k`` cells with the largest value (or absolute value), NaN ignored."""
+        flat = np.where(np.isfinite(self.values), self.values, -np.inf).ravel()
+        key = np.abs(flat) if absolute else flat
+        order = np.argsort(-key, kind="stable")[:k]
+        return [(tuple(int(i) for i in np.unravel_index(j, self.shape)), float(flat[j])) for j in order if np.isfinite(flat[j])]
+
+    # -- CSV ---------------------------------------------------------------------------
+    def to_csv(self) -> str:
+        """Tidy CSV: one row per cell with axis indices, their labels and the value."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        header = []
+        for axis in self.axes:
+            header += [axis, f"{axis}_label"]
+        header.append(self.metric or "value")
+        writer.writerow(header)
+        for index in itertools.product(*(range(n) for n in self.shape)):
+            row: list[Any] = []
+            for axis, i in zip(self.axes, index):
+                row += [i, self.head_label(index[0], i) if axis == "head" else self.labels[axis][i]]
+            v = self.values[index]
+            row.append(repr(float(v)) if np.isfinite(v) else "")
+            writer.writerow(row)
+        return out.getvalue()
+
+    def save_csv(self, path: str | Path) -> Path:
+        return atomic_write_text(path, self.to_csv())
+
+    # -- JSON run record ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": RUN_FORMAT,
+            "format_version": RUN_FORMAT_VERSION,
+            "patchlab_version": __version__,
+            "kind": "patch",
+            "axes": list(self.axes),
+            "shape": list(self.shape),
+            "labels": self.labels,
+            "values": self.values,
+            "per_pair": self.per_pair,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PatchResult":
+        check_record(data, "patch")
+        try:
+            shape = tuple(data["shape"])
+            values = _nan_array(data["values"]).reshape(shape)
+            per_pair = _nan_array(data["per_pair"]).reshape((-1, *shape))
+            return cls(
+                values=values,
+                axes=tuple(data["axes"]),
+                labels={k: list(v) for k, v in data["labels"].items()},
+                per_pair=per_pair,
+                meta=dict(data.get("meta", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SessionFileError(f"The run record is malformed ({exc}).") from exc
+
+    def to_json(self) -> str:
+        return dump_json(self.to_dict())
+
+    def save_json(self, path: str | Path) -> Path:
+        return atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> "PatchResult":
+        return cls.from_dict(read_json(path, "run record"))
+
+
+def check_record(data: Any, kind: str) -> None:
+    """Validate the envelope of a JSON run record."""
+    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+        raise SessionFileError("This is not a patchlab run record (missing 'format': 'patchlab.run').")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > RUN_FORMAT_VERSION:
+        raise SessionFileError(
+            f"This run record has format version {version!r}; this patchlab ({__version__}) reads "
+            f"up to {RUN_FORMAT_VERSION}. Update patchlab to open it."
+        )
+    if data.get("kind") != kind:
+        raise SessionFileError(f"This run record holds a {data.get('kind')!r} result, not {kind!r}.")

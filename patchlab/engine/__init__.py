@@ -1,0 +1,1 @@
+"""Engine: loads models and runs patching and decomposition passes (torch, no Qt)."""

@@ -1,0 +1,272 @@
+"""Load models as TransformerLens ``TransformerBridge`` objects, offline-first."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from patchlab.core.errors import InputError, ModelLoadError
+
+PROCESSING_MODES = {
+    "compat": "TransformerLens compatibility mode (folded LayerNorm, centred weights)",
+    "raw": "raw Hugging Face weights",
+}
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float64": torch.float64,
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What was loaded and how (recorded in every result)."""
+
+    name: str
+    source: str  # "embedded" | "local" | "hub" | "external"
+    processing: str  # "compat" | "raw"
+    device: str
+    dtype: str
+    architecture: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def available_devices() -> list[str]:
+    """Devices present on this machine, ``cpu`` always last."""
+    devices = []
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices + ["cpu"]
+
+
+def resolve_device(device: str | torch.device | None) -> str:
+    """``auto`` -> the best present device; an absent device gives a clear error."""
+    if device is None or str(device) == "auto":
+        return available_devices()[0]
+    device = str(device)
+    kind = device.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise InputError(f"Unknown device {device!r}: use auto, cpu, cuda or mps.")
+    if kind not in available_devices():
+        raise InputError(
+            f"Device {device!r} is not available on this machine (available: "
+            f"{', '.join(available_devices())}). Use --device auto or cpu."
+        )
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise InputError(f"Unknown dtype {dtype!r}: use one of {', '.join(_DTYPES)}.") from None
+
+
+def model_info(model: Any) -> ModelInfo:
+    """The :class:`ModelInfo` of a model, also for bridges loaded outside patchlab."""
+    info = getattr(model, "_patchlab_info", None)
+    if isinstance(info, ModelInfo):
+        return info
+    cfg = model.cfg
+    try:
+        device = str(next(model.parameters()).device)
+        dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    except StopIteration:
+        device, dtype = "cpu", "float32"
+    return ModelInfo(
+        name=str(getattr(cfg, "model_name", "model")),
+        source="external",
+        processing="compat" if getattr(model, "compatibility_mode", False) else "raw",
+        device=device,
+        dtype=dtype,
+        architecture=str(getattr(cfg, "original_architecture", "") or ""),
+    )
+
+
+@contextlib.contextmanager
+def _offline(enabled: bool):
+    """Temporarily set ``HF_HUB_OFFLINE`` so local loads never touch the network."""
+    if not enabled:
+        yield
+        return
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+
+
+def _describe_hub_failure(name: str, exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    offline_markers = (
+        "offline", "connect", "resolve", "network", "localentrynotfound", "cannot find the requested",
+        "couldn't", "could not", "timed out", "name or service", "max retries",
+    )
+    if any(m in text.lower() for m in offline_markers):
+        return (
+            f"Could not load {name!r} from the Hugging Face Hub: there is no network connection "
+            "(or the Hub is unreachable) and the model is not in your Hugging Face cache. "
+            "Download it on a machine with network access, or choose a local folder in Hugging "
+            "Face format (config.json, model.safetensors, tokenizer.json)."
+        )
+    if "not a valid model identifier" in text.lower() or "repository not found" in text.lower() or "404" in text:
+        return (
+            f"{name!r} is neither an embedded model, a local folder, nor a model on the Hugging "
+            "Face Hub. Check the spelling, run `patchlab models` for the embedded ones, or give "
+            "the path of a local folder."
+        )
+    return f"Could not load {name!r}: {text.splitlines()[0][:400]}"
+
+
+def load_model(
+    name: str | None = None,
+    *,
+    device: str = "auto",
+    dtype: str | torch.dtype | None = None,
+    processing: str = "compat",
+    trust_remote_code: bool = False,
+) -> Any:
+    """Load a model as a ``transformer_lens.TransformerBridge``.
+
+    Parameters
+    ----------
+    name : str, optional
+        ``None`` for the embedded default model, the name of an embedded model
+        (``patchlab models``), a local folder in Hugging Face format, or a Hub model id
+        (uses the Hugging Face cache and, if needed, the network).
+    device : str
+        ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
+    dtype : str or torch.dtype, optional
+        Weight dtype; default float32.
+    processing : {"compat", "raw"}
+        ``compat`` runs ``enable_compatibility_mode()`` (HookedTransformer-equivalent folded
+        LayerNorm and centred weights, what direct logit attribution tutorials assume);
+        ``raw`` keeps the Hugging Face weights. Patching metrics do not depend on it; direct
+        logit attribution does. Recorded in :func:`model_info`.
+    trust_remote_code : bool
+        Off by default; only turn it on for Hub models whose code you trust.
+
+    Raises
+    ------
+    ModelLoadError
+        With a message that says what to change (offline, missing folder, unsupported).
+    """
+    try:
+        from patchlab.engine import embedded
+    except ImportError:  # no embedded models in this build
+        embedded = None
+
+    if processing not in PROCESSING_MODES:
+        raise InputError(f"Unknown processing {processing!r}: use 'compat' or 'raw'.")
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype)
+    if name is None or str(name).strip() == "":
+        if embedded is None:
+            raise ModelLoadError("This build of patchlab ships no embedded model: give a model name or folder.")
+        name = embedded.DEFAULT_MODEL
+    name = str(name).strip()
+
+    path = Path(name).expanduser()
+    if embedded is not None and embedded.is_embedded(name):
+        source = "embedded"
+        try:
+            model = embedded.load_embedded(name, device=dev, dtype=torch_dtype)
+        except Exception as exc:  # a broken install, not the user's fault
+            raise ModelLoadError(f"The embedded model {name!r} failed to load: {exc}") from exc
+    elif path.exists() or name.startswith((".", "/", "~")) or (os.sep in name and not _looks_like_hub_id(name)):
+        source = "local"
+        model = _load_local(path, dev, torch_dtype, trust_remote_code)
+    else:
+        source = "hub"
+        model = _load_hub(name, dev, torch_dtype, trust_remote_code)
+
+    if processing == "compat" and not getattr(model, "compatibility_mode", False):
+        try:
+            model.enable_compatibility_mode()
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{name!r} loaded, but TransformerLens compatibility mode failed ({exc}). "
+                "Load it with processing='raw' (--processing raw)."
+            ) from exc
+    model.eval()
+    param = next(model.parameters())
+    model._patchlab_info = ModelInfo(
+        name=name if source != "local" else str(path.resolve()),
+        source=source,
+        processing=processing,
+        device=str(param.device),
+        dtype=str(param.dtype).replace("torch.", ""),
+        architecture=str(getattr(model.cfg, "original_architecture", "") or getattr(model.cfg, "architecture", "") or ""),
+    )
+    return model
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def _boot(name_or_dir: str, dev: str, dtype, trust_remote_code: bool):
+    from transformer_lens import TransformerBridge
+
+    kwargs: dict[str, Any] = {"device": dev}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    return TransformerBridge.boot_transformers(name_or_dir, **kwargs)
+
+
+def _load_local(path: Path, dev: str, dtype, trust_remote_code: bool):
+    if not path.is_dir():
+        raise ModelLoadError(
+            f"The model folder {path} does not exist. Give a folder in Hugging Face format "
+            "(config.json, model weights, tokenizer files), a Hub model id, or an embedded model."
+        )
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"{path} has no config.json, so it is not a model folder in Hugging Face format. "
+            "Pick the folder that holds config.json and the weights."
+        )
+    try:
+        with _offline(True):
+            return _boot(str(path), dev, dtype, trust_remote_code)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise ModelLoadError(f"Out of GPU memory loading {path}: choose the CPU or a smaller dtype.") from exc
+    except Exception as exc:
+        msg = str(exc).splitlines()[0][:400] if str(exc) else type(exc).__name__
+        if "trust_remote_code" in str(exc):
+            msg += " (this model needs custom code: enable trust_remote_code only if you trust it)"
+        raise ModelLoadError(f"Could not load the model in {path}: {msg}") from exc
+
+
+def _load_hub(name: str, dev: str, dtype, trust_remote_code: bool):
+    try:
+        return _boot(name, dev, dtype, trust_remote_code)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise ModelLoadError(f"Out of GPU memory loading {name!r}: choose the CPU or a smaller dtype.") from exc
+    except MemoryError as exc:
+        raise ModelLoadError(f"Out of memory loading {name!r}: choose a smaller model or dtype.") from exc
+    except Exception as exc:
+        raise ModelLoadError(_describe_hub_failure(name, exc)) from exc

@@ -1,0 +1,214 @@
+"""Patching sweeps as generators: one event per finished layer row, a result at the end."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Generator, Sequence
+
+import numpy as np
+
+from patchlab._version import __version__
+from patchlab.core.errors import Cancelled
+from patchlab.core.metrics import RAW, aggregate, base_metric
+from patchlab.core.pairs import PromptPair
+from patchlab.core.result import PatchResult
+from patchlab.engine import generic
+from patchlab.engine.context import SweepContext, as_stop, prepare
+from patchlab.engine.loading import model_info
+
+
+@dataclass
+class SweepEvent:
+    """Progress of a running sweep; ``values`` is a fresh array the receiver may keep."""
+
+    done: int
+    total: int
+    values: np.ndarray
+    layer: int | None
+    elapsed: float
+    phase: str = "exact"  # "estimate" rows come from attribution patching
+    raw: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _labels(ctx: SweepContext) -> dict[str, list[str]]:
+    labels: dict[str, list[str]] = {"layer": [f"L{i}" for i in range(ctx.n_layers)]}
+    tp = ctx.pairs[0]
+    if "pos" in ctx.target.axes:
+        labels["pos"] = [
+            c if c == k else f"{c}/{k}" for c, k in zip(tp.clean_str, tp.corrupted_str)
+        ]
+    if "head" in ctx.target.axes:
+        n = ctx.row_shape[ctx.target.axes.index("head") - 1]
+        labels["head"] = [f"H{h}" for h in range(n)]
+    return labels
+
+
+def _pick_backend(ctx: SweepContext, engine: str):
+    """The exact backend to run: the fast path when it applies, else the generic one."""
+    if engine in ("auto", "fast"):
+        try:
+            from patchlab.engine import fast  # noqa: PLC0415 - optional fast path
+        except ImportError:
+            fast = None
+        if fast is not None:
+            reason = fast.unsupported_reason(ctx)
+            if reason is None:
+                return fast, ""
+            if engine == "fast":
+                from patchlab.core.errors import InputError
+
+                raise InputError(f"The fast engine does not apply here: {reason}")
+            return generic, reason
+    return generic, ""
+
+
+def _meta(ctx: SweepContext, path: str, fallback: str) -> dict[str, Any]:
+    info = model_info(ctx.model)
+    runs = {}
+    for which, raw in (("clean", ctx.clean_raw), ("corrupted", ctx.corrupted_raw)):
+        runs[which] = {q: float(np.mean(raw[q])) for q in RAW}
+        runs[which]["per_pair"] = {q: raw[q] for q in RAW}
+    bm = base_metric(ctx.metric)
+    if ctx.metric == "logit_diff_recovered":
+        src, base = ("clean", "corrupted") if ctx.direction == "denoise" else ("corrupted", "clean")
+        baselines = {src: 1.0, base: 0.0}
+    else:
+        baselines = {w: runs[w][bm] for w in ("clean", "corrupted")}
+    return {
+        "model": info.name,
+        "model_info": info.to_dict(),
+        "processing": info.processing,
+        "target": ctx.target.name,
+        "target_label": ctx.target.label,
+        "direction": ctx.direction,
+        "metric": ctx.metric,
+        "method": ctx.method,
+        "pairs": [tp.pair.to_dict() for tp in ctx.pairs],
+        "tokens": [{"clean": tp.clean_str, "corrupted": tp.corrupted_str} for tp in ctx.pairs],
+        "baselines": baselines,
+        "runs": runs,
+        "engine_path": path,
+        "fallback_reason": fallback,
+        "patchlab_version": __version__,
+    }
+
+
+def iter_patch(
+    model: Any,
+    pairs: PromptPair | Sequence[PromptPair],
+    *,
+    target: str,
+    metric: str = "logit_diff_recovered",
+    direction: str = "denoise",
+    method: str = "exact",
+    stop: Any = None,
+    batch_size: int | None = None,
+    engine: str = "auto",
+) -> Generator[SweepEvent, None, PatchResult]:
+    """Run a patching sweep, yielding a :class:`SweepEvent` per finished layer row.
+
+    Parameters are those of :func:`patchlab.patch`, plus ``stop`` (a callable or
+    ``threading.Event`` checked between chunks and inside hooks), ``batch_size`` (cells per
+    forward pass; default from free memory) and ``engine`` (``auto``, ``fast`` or ``generic``).
+
+    Returns
+    -------
+    PatchResult
+        As the generator's return value. A stopped sweep returns the rows finished so far
+        (NaN elsewhere) with ``meta["complete"] = False``.
+    """
+    stop_fn = as_stop(stop)
+    t0 = time.perf_counter()
+    ctx = prepare(model, pairs, target=target, metric=metric, direction=direction, method=method,
+                  cache_base=method == "attribution")
+    bm = base_metric(metric)
+    per_pair_raw = {q: np.full((len(ctx.pairs), *ctx.shape), np.nan) for q in RAW}
+
+    if method == "attribution":
+        from patchlab.engine import attribution  # noqa: PLC0415
+
+        backend, fallback, phase = attribution, "", "estimate"
+    else:
+        backend, fallback = _pick_backend(ctx, engine)
+        phase = "exact"
+
+    done = 0
+    cancelled = False
+    rows = backend.iter_rows(ctx, stop_fn, batch_size=batch_size)
+    cells_per_row = int(np.prod(ctx.row_shape))
+    while True:
+        try:
+            layer, raw = next(rows)
+        except StopIteration:
+            break
+        except Cancelled:
+            cancelled = True
+            break
+        for q in RAW:
+            per_pair_raw[q][:, layer] = raw[q]
+        done += cells_per_row
+        values, _ = aggregate(metric, per_pair_raw[bm], ctx.base_raw[bm], ctx.source_raw[bm])
+        yield SweepEvent(
+            done=done,
+            total=ctx.n_cells,
+            values=np.array(values, copy=True),
+            layer=layer,
+            elapsed=time.perf_counter() - t0,
+            phase=phase,
+            raw={q: per_pair_raw[q][:, layer].mean(axis=0) for q in RAW},
+        )
+        if stop_fn():
+            cancelled = True
+            rows.close()
+            break
+
+    values, per_pair = aggregate(metric, per_pair_raw[bm], ctx.base_raw[bm], ctx.source_raw[bm])
+    meta = _meta(ctx, getattr(backend, "NAME", backend.__name__), fallback)
+    meta["elapsed_s"] = time.perf_counter() - t0
+    meta["complete"] = not cancelled and done == ctx.n_cells
+    meta["cancelled"] = cancelled
+    meta["cell_raw"] = {q: per_pair_raw[q].mean(axis=0) for q in RAW}
+    return PatchResult(values=values, axes=ctx.target.axes, labels=_labels(ctx), per_pair=per_pair, meta=meta)
+
+
+def run_to_end(gen: Generator[Any, None, Any]) -> Any:
+    """Drain a generator and return its return value."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def patch(
+    model: Any,
+    pairs: PromptPair | Sequence[PromptPair],
+    *,
+    target: str,
+    metric: str = "logit_diff_recovered",
+    direction: str = "denoise",
+    method: str = "exact",
+    **kwargs: Any,
+) -> PatchResult:
+    """Activation patching sweep over one target; see :func:`iter_patch`.
+
+    Parameters
+    ----------
+    model : TransformerBridge
+        From :func:`patchlab.load_model` (or any TransformerBridge).
+    pairs : PromptPair or list of PromptPair
+        The metric is averaged over pairs; per-pair values are kept in ``result.per_pair``.
+    target : str
+        One of ``patchlab.TARGETS`` (TransformerLens ``get_act_patch_*`` names).
+    metric : str
+        ``logit_diff_recovered`` (0 = unpatched, 1 = source run), ``logit_diff``,
+        ``answer_prob`` or ``answer_logprob``.
+    direction : str
+        ``denoise`` (clean activations into the corrupted run) or ``noise``.
+    method : str
+        ``exact`` or ``attribution`` (first-order estimate).
+    """
+    return run_to_end(
+        iter_patch(model, pairs, target=target, metric=metric, direction=direction, method=method, **kwargs)
+    )

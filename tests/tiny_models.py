@@ -1,0 +1,72 @@
+"""Tiny random models of several architectures, built offline into a folder (HF format)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CORPUS = [
+    "When John and Mary went to the store, John gave a drink to Mary.",
+    "When Mary and John went to the park, Mary gave a book to John.",
+    "The cat sat on the mat. Alice sees Bob at the beach. Tom and Anna walk home.",
+    "The war lasted from the year 1732 to the year 1789.",
+]
+
+ARCHS = ("gpt2", "neox", "llama")
+
+
+def build_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS * 20, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
+
+
+def build(arch: str, folder: Path, seed: int = 0, perturb_norms: bool = True) -> Path:
+    """Save a tiny random ``arch`` model with a BPE tokenizer into ``folder/arch``."""
+    import torch
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
+
+    tok = build_tokenizer()
+    vocab = len(tok)
+    torch.manual_seed(seed)
+    common = dict(vocab_size=vocab, bos_token_id=0, eos_token_id=0)
+    if arch == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(n_positions=64, n_embd=32, n_layer=3, n_head=4, **common))
+    elif arch == "neox":
+        model = GPTNeoXForCausalLM(GPTNeoXConfig(
+            hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=64, use_parallel_residual=True, rotary_pct=0.5, **common))
+    elif arch == "llama":
+        model = LlamaForCausalLM(LlamaConfig(
+            hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=64, max_position_embeddings=64, **common))
+    else:
+        raise ValueError(arch)
+    if perturb_norms:
+        # random init leaves norms at weight 1 / bias 0, which hides LayerNorm-handling bugs
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "norm" in name or "ln" in name:
+                    p.add_(0.2 * torch.randn_like(p))
+    out = Path(folder) / arch
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
