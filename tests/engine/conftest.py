@@ -2,12 +2,17 @@ import pytest
 
 import patchlab
 
+# short prompts keep TransformerLens's one-pass-per-cell reference affordable in CI
 PAIRS = [
-    ("When John and Mary went to the store, John gave a drink to",
-     "When John and Mary went to the store, Mary gave a drink to", " Mary", " John"),
-    ("When Mary and John went to the park, Mary gave a book to",
-     "When Mary and John went to the park, John gave a book to", " John", " Mary"),
+    ("Alice sees John, John gave a drink to", "Alice sees John, Mary gave a drink to", " Mary", " John"),
+    ("Bob sees Mary, Mary gave a book to", "Bob sees Mary, John gave a book to", " John", " Mary"),
 ]
+LONG_PAIR = (
+    "When John and Mary went to the store, John gave a drink to",
+    "When John and Mary went to the store, Mary gave a drink to",
+    " Mary",
+    " John",
+)
 
 
 @pytest.fixture(scope="session")
