@@ -1,0 +1,76 @@
+"""Application start-up: QApplication, palette following the system, the main window."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QStandardPaths, Qt
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtWidgets import QApplication
+
+APP_NAME = "patchlab"
+
+
+def ensure_app(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([APP_NAME, *(argv or [])])
+        app.setApplicationName(APP_NAME)
+        app.setOrganizationName(APP_NAME)
+        app.setStyle("Fusion")
+    apply_palette(app)
+    return app
+
+
+def is_dark() -> bool:
+    hints = QGuiApplication.styleHints()
+    return hasattr(hints, "colorScheme") and hints.colorScheme() == Qt.ColorScheme.Dark
+
+
+def apply_palette(app: QApplication) -> None:
+    """Light or dark palette after the system; pyqtgraph draws in the palette's colours."""
+    import pyqtgraph as pg
+
+    if is_dark():
+        pal = QPalette()
+        for role, colour in ((QPalette.Window, "#2b2b2b"), (QPalette.WindowText, "#e6e6e6"),
+                             (QPalette.Base, "#1e1e1e"), (QPalette.AlternateBase, "#2f2f2f"),
+                             (QPalette.Text, "#e6e6e6"), (QPalette.Button, "#353535"),
+                             (QPalette.ButtonText, "#e6e6e6"), (QPalette.Highlight, "#3d7fd9"),
+                             (QPalette.HighlightedText, "#ffffff"), (QPalette.ToolTipBase, "#333333"),
+                             (QPalette.ToolTipText, "#e6e6e6")):
+            pal.setColor(role, QColor(colour))
+        app.setPalette(pal)
+    else:
+        app.setPalette(app.style().standardPalette())
+    pal = app.palette()
+    pg.setConfigOptions(background=pal.color(QPalette.Window), foreground=pal.color(QPalette.WindowText),
+                        antialias=True)
+
+
+def default_autosave_path() -> Path:
+    folder = Path(QStandardPaths.writableLocation(QStandardPaths.AppDataLocation) or Path.home() / ".patchlab")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "autosave.patchlab"
+
+
+def make_window(settings: QSettings | None = None, autosave_path: Path | None = None,
+                restore: bool = True, load_default: bool = True):
+    """Create the main window; restore the autosaved session or load the default model."""
+    from patchlab.gui.main_window import MainWindow
+
+    window = MainWindow(settings=settings, autosave_path=autosave_path)
+    restored = window.restore_autosave() if restore else False
+    if not restored and load_default:
+        window.load_model("", "auto", "float32", "compat")
+    return window
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    """Open the main window; the default model loads in the background. Returns the exit code."""
+    app = ensure_app(argv if argv is not None else sys.argv[1:])
+    window = make_window(autosave_path=default_autosave_path())
+    window.resize(1400, 900)
+    window.show()
+    return int(app.exec())

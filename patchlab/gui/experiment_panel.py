@@ -1,0 +1,139 @@
+"""Experiment settings (target, direction, metric, method), Run/Cancel and progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from patchlab.core.metrics import DIRECTIONS, METHODS, METRICS
+from patchlab.core.targets import GROUPS, TARGETS
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Frozen experiment settings handed to the worker (it never reads widgets)."""
+
+    target: str = "resid_pre"
+    direction: str = "denoise"
+    metric: str = "logit_diff_recovered"
+    method: str = "exact"
+
+
+def fmt_seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {int(s % 60):02d} s"
+
+
+class ExperimentPanel(QWidget):
+    """Widgets only; the main window reads :meth:`settings` and drives the progress."""
+
+    runRequested = Signal()
+    cancelRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.target = QComboBox()
+        model = QStandardItemModel(self.target)
+        for group in GROUPS:
+            header = QStandardItem(group)
+            header.setFlags(Qt.NoItemFlags)
+            font = header.font()
+            font.setBold(True)
+            header.setFont(font)
+            model.appendRow(header)
+            for t in TARGETS.values():
+                if t.group == group:
+                    item = QStandardItem("    " + t.label)
+                    item.setData(t.name, Qt.UserRole)
+                    item.setToolTip(f"{t.name}: axes {' x '.join(t.axes)}")
+                    model.appendRow(item)
+        self.target.setModel(model)
+        self.direction = QComboBox()
+        for name in DIRECTIONS:
+            self.direction.addItem(f"{'Denoising' if name == 'denoise' else 'Noising'}", name)
+        self.direction_text = QLabel()
+        self.direction_text.setWordWrap(True)
+        self.metric = QComboBox()
+        for name, text in METRICS.items():
+            self.metric.addItem(text, name)
+        self.method = QComboBox()
+        for name, text in METHODS.items():
+            self.method.addItem(text, name)
+        self.direction.currentIndexChanged.connect(self._on_direction)
+        self.run_btn = QPushButton("Run  (Ctrl+Enter)")
+        self.run_btn.clicked.connect(self.runRequested)
+        self.cancel_btn = QPushButton("Cancel  (Esc)")
+        self.cancel_btn.clicked.connect(self.cancelRequested)
+        self.cancel_btn.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m cells")
+        self.progress.setValue(0)
+        self.progress_text = QLabel(" ")
+
+        form = QFormLayout()
+        form.addRow("Target", self.target)
+        form.addRow("Direction", self.direction)
+        form.addRow("", self.direction_text)
+        form.addRow("Metric", self.metric)
+        form.addRow("Method", self.method)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_btn, 1)
+        buttons.addWidget(self.cancel_btn)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(form)
+        lay.addLayout(buttons)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.progress_text)
+        self.set_settings(Settings())
+
+    def settings(self) -> Settings:
+        return Settings(
+            target=self.target.currentData(Qt.UserRole) or "resid_pre",
+            direction=self.direction.currentData(),
+            metric=self.metric.currentData(),
+            method=self.method.currentData(),
+        )
+
+    def set_settings(self, s: Settings | dict) -> None:
+        if isinstance(s, dict):
+            s = Settings(**{k: v for k, v in s.items() if k in Settings.__dataclass_fields__})
+        for box, value in ((self.direction, s.direction), (self.metric, s.metric),
+                           (self.method, s.method)):
+            i = box.findData(value)
+            if i >= 0:
+                box.setCurrentIndex(i)
+        i = self.target.findData(s.target, Qt.UserRole)
+        if i >= 0:
+            self.target.setCurrentIndex(i)
+        self._on_direction()
+
+    def _on_direction(self, _i: int = 0) -> None:
+        name = self.direction.currentData()
+        self.direction_text.setText(f"Patches {DIRECTIONS.get(name, '')}")
+
+    # -- run state ------------------------------------------------------------------------
+    def set_running(self, running: bool) -> None:
+        self.cancel_btn.setEnabled(running)
+
+    def set_progress(self, done: int, total: int, elapsed: float) -> None:
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+        eta = elapsed / done * (total - done) if done else float("nan")
+        eta_text = fmt_seconds(eta) if done else "estimating"
+        self.progress_text.setText(f"{done}/{total} cells \u00b7 {fmt_seconds(elapsed)} elapsed"
+                                   f" \u00b7 ETA {eta_text if done < total else '-'}")
+
+    def set_status(self, text: str) -> None:
+        self.progress_text.setText(text)

@@ -1,0 +1,290 @@
+"""Heatmap of a patching result (pyqtgraph): live fill, symmetric diverging colours, hover, click."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QGraphicsRectItem,
+    QHBoxLayout,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
+
+from patchlab.core.metrics import DIRECTIONS, METRICS
+
+ALL_POS = -1
+CMAPS = {False: "CET-D1", True: "CET-CBD1"}
+
+
+def plane(values: np.ndarray, axes: tuple[str, ...], pos: int) -> tuple[np.ndarray, str]:
+    """The 2-D ``layer x other`` plane to draw and the name of its x axis.
+
+    Three-axis targets show ``layer x head`` at one position, or for ``ALL_POS`` the value of
+    largest magnitude over positions (signed), so no strong position is averaged away.
+    """
+    if len(axes) == 2:
+        return values, axes[1]
+    p = axes.index("pos")
+    if pos != ALL_POS:
+        return np.take(values, pos, axis=p), "head"
+    moved = np.moveaxis(values, p, -1)
+    finite = np.where(np.isfinite(moved), moved, 0.0)
+    idx = np.abs(finite).argmax(axis=-1)
+    out = np.take_along_axis(moved, idx[..., None], axis=-1)[..., 0]
+    out[~np.isfinite(moved).any(axis=-1)] = np.nan
+    return out, "head"
+
+
+def symmetric_limit(values: np.ndarray, metric: str) -> float:
+    finite = np.abs(values[np.isfinite(values)])
+    m = float(finite.max()) if finite.size else 0.0
+    if metric == "logit_diff_recovered":
+        m = max(m, 1.0)  # keep 1 = fully restored comparable across runs
+    return m if m > 0 else 1.0
+
+
+class HeatmapView(QWidget):
+    """Draws a :class:`~patchlab.core.result.PatchResult`-shaped array; never computes it.
+
+    Signals
+    -------
+    cellSelected(index)
+        Full index tuple of the clicked cell (in the result's axis order).
+    """
+
+    cellSelected = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._values: np.ndarray | None = None
+        self._axes: tuple[str, ...] = ()
+        self._labels: dict[str, list[str]] = {}
+        self._metric = ""
+        self._title = ""
+        self._dirty = False
+        self._selected: tuple[int, ...] | None = None
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground(None)
+        self.title_item = self.graphics.addLabel("", row=0, col=0, colspan=2, size="11pt")
+        self.plot = self.graphics.addPlot(row=1, col=0)
+        self.plot.invertY(True)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(values=(-1, 1), colorMap=CMAPS[False], interactive=False,
+                                        width=15, label="")
+        self.colorbar.setImageItem(self.image)
+        self.graphics.addItem(self.colorbar, row=1, col=1)
+        self.marker = QGraphicsRectItem()
+        pen = QPen(QColor(255, 200, 0))
+        pen.setWidthF(0.08)
+        self.marker.setPen(pen)
+        self.marker.setVisible(False)
+        self.plot.addItem(self.marker)
+
+        self.pos_box = QComboBox()
+        self.pos_box.setToolTip("Position shown for per-position head targets")
+        self.pos_box.currentIndexChanged.connect(self._on_pos_changed)
+        self.cbd = QCheckBox("Colour-blind-safe colours")
+        self.cbd.toggled.connect(self._on_cmap_toggled)
+        self.hover = QLabel(" ")
+        self.hover.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        bar = QHBoxLayout()
+        self.pos_label = QLabel("Position:")
+        bar.addWidget(self.pos_label)
+        bar.addWidget(self.pos_box)
+        bar.addStretch(1)
+        bar.addWidget(self.cbd)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(bar)
+        lay.addWidget(self.graphics, 1)
+        lay.addWidget(self.hover)
+        self._set_pos_visible(False)
+
+        self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.graphics.scene().sigMouseClicked.connect(self._on_mouse_clicked)
+        self._timer = QTimer(self)
+        self._timer.setInterval(33)  # redraws are throttled to ~30 Hz, data never is
+        self._timer.timeout.connect(self._redraw)
+        self._timer.start()
+
+    # -- data in --------------------------------------------------------------------------
+    def set_data(self, values: np.ndarray, axes: tuple[str, ...], labels: dict[str, list[str]],
+                 *, metric: str, title: str) -> None:
+        """Show ``values`` (NaN = not computed yet); cheap, the redraw happens on a timer."""
+        new_shape = self._values is None or self._values.shape != values.shape or self._axes != tuple(axes)
+        self._values = values
+        self._axes = tuple(axes)
+        self._labels = labels
+        self._metric = metric
+        self._title = title
+        if new_shape:
+            self._selected = None
+            self.marker.setVisible(False)
+            self._fill_positions()
+        self._dirty = True
+
+    def clear(self) -> None:
+        self._values = None
+        self.image.clear()
+        self.title_item.setText("")
+        self.marker.setVisible(False)
+        self._selected = None
+
+    @staticmethod
+    def make_title(model: str, target_label: str, direction: str, metric: str) -> str:
+        return (f"{model} \u00b7 {target_label} \u00b7 {DIRECTIONS.get(direction, direction)}"
+                f" \u00b7 {metric}")
+
+    # -- drawing --------------------------------------------------------------------------
+    def current_plane(self) -> tuple[np.ndarray, str] | None:
+        if self._values is None:
+            return None
+        pos = self.pos_box.currentData() if self._values.ndim == 3 else ALL_POS
+        return plane(self._values, self._axes, ALL_POS if pos is None else pos)
+
+    def flush(self) -> None:
+        """Redraw now (tests and exports)."""
+        self._dirty = True
+        self._redraw()
+
+    @Slot()
+    def _redraw(self) -> None:
+        if not self._dirty or self._values is None:
+            return
+        self._dirty = False
+        data, xaxis = self.current_plane()
+        m = symmetric_limit(data, self._metric)
+        self.image.setImage(np.ascontiguousarray(data, dtype=np.float64), autoLevels=False,
+                            levels=(-m, m))
+        self.colorbar.setLevels((-m, m))
+        self.colorbar.setColorMap(CMAPS[self.cbd.isChecked()])
+        self.colorbar.axis.setLabel(METRICS.get(self._metric, self._metric).split(" (")[0])
+        n_layers, n_x = data.shape
+        self.image.setRect(QRectF(0, 0, n_x, n_layers))
+        self.plot.setRange(xRange=(0, n_x), yRange=(0, n_layers), padding=0)
+        ylab = self._labels.get("layer", [str(i) for i in range(n_layers)])
+        self.plot.getAxis("left").setTicks([[(i + 0.5, ylab[i]) for i in range(n_layers)]])
+        self.plot.getAxis("left").setLabel("layer")
+        xlab = self._labels.get(xaxis, [str(i) for i in range(n_x)])
+        if xaxis == "pos":
+            ticks = [(i + 0.5, f"{xlab[i]!r}"[1:-1] if xlab[i].strip() != xlab[i] else xlab[i]) for i in range(n_x)]
+        else:
+            ticks = [(i + 0.5, xlab[i]) for i in range(n_x)]
+        self.plot.getAxis("bottom").setTicks([ticks])
+        self.plot.getAxis("bottom").setLabel("position (token)" if xaxis == "pos" else xaxis)
+        self.title_item.setText(self._title)
+
+    def _set_pos_visible(self, visible: bool) -> None:
+        self.pos_box.setVisible(visible)
+        self.pos_label.setVisible(visible)
+
+    def _fill_positions(self) -> None:
+        three = self._values is not None and self._values.ndim == 3
+        self.pos_box.blockSignals(True)
+        self.pos_box.clear()
+        if three:
+            self.pos_box.addItem("All positions (largest |effect|)", ALL_POS)
+            for i, tok in enumerate(self._labels.get("pos", [])):
+                self.pos_box.addItem(f"{i}: {tok!r}", i)
+        self.pos_box.blockSignals(False)
+        self._set_pos_visible(three)
+
+    def select_position(self, pos: int) -> None:
+        i = self.pos_box.findData(pos)
+        if i >= 0:
+            self.pos_box.setCurrentIndex(i)
+
+    @Slot(int)
+    def _on_pos_changed(self, _i: int) -> None:
+        self.marker.setVisible(False)
+        self.flush()
+
+    @Slot(bool)
+    def _on_cmap_toggled(self, _on: bool) -> None:
+        self.flush()
+
+    # -- interaction ----------------------------------------------------------------------
+    def cell_at(self, scene_pos: QPointF) -> tuple[int, int] | None:
+        """(layer, x) of the plane cell under a scene point, or None."""
+        if self._values is None or not self.plot.sceneBoundingRect().contains(scene_pos):
+            return None
+        p = self.plot.vb.mapSceneToView(scene_pos)
+        data, _ = self.current_plane()
+        r, c = int(np.floor(p.y())), int(np.floor(p.x()))
+        if 0 <= r < data.shape[0] and 0 <= c < data.shape[1]:
+            return r, c
+        return None
+
+    def full_index(self, layer: int, x: int) -> tuple[int, ...]:
+        """Index in the result's axis order of plane cell (layer, x)."""
+        if len(self._axes) == 2:
+            return (layer, x)
+        pos = self.pos_box.currentData()
+        if pos is None or pos == ALL_POS:
+            p_axis = self._axes.index("pos")
+            moved = np.moveaxis(self._values, p_axis, -1)
+            col = np.where(np.isfinite(moved[layer, x]), moved[layer, x], 0.0)
+            pos = int(np.abs(col).argmax())
+        idx = {"layer": layer, "head": x, "pos": pos}
+        return tuple(idx[a] for a in self._axes)
+
+    def describe(self, index: tuple[int, ...]) -> str:
+        parts = []
+        for axis, i in zip(self._axes, index):
+            if axis == "pos":
+                toks = self._labels.get("pos", [])
+                parts.append(f"pos {i} {toks[i]!r}" if i < len(toks) else f"pos {i}")
+            elif axis == "head":
+                parts.append(f"head L{index[0]}H{i}")
+            else:
+                parts.append(f"{axis} {i}")
+        v = self._values[index] if self._values is not None else np.nan
+        value = f"{v:.4g}" if np.isfinite(v) else "not computed yet"
+        return f"{', '.join(parts)}: {value}"
+
+    @Slot(object)
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        cell = self.cell_at(scene_pos)
+        if cell is None:
+            self.graphics.setToolTip("")
+            return
+        text = self.describe(self.full_index(*cell))
+        self.hover.setText(text)
+        self.graphics.setToolTip(text)
+
+    @Slot(object)
+    def _on_mouse_clicked(self, event) -> None:
+        cell = self.cell_at(event.scenePos())
+        if cell is not None:
+            self.select_cell(self.full_index(*cell))
+
+    def select_cell(self, index: tuple[int, ...]) -> None:
+        """Mark a cell and emit :attr:`cellSelected` (also used by tests)."""
+        if self._values is None:
+            return
+        self._selected = tuple(int(i) for i in index)
+        layer = self._selected[0]
+        x = self._selected[self._axes.index("head")] if len(self._axes) == 3 else self._selected[1]
+        self.marker.setRect(QRectF(x, layer, 1, 1))
+        self.marker.setVisible(True)
+        self.hover.setText(self.describe(self._selected))
+        self.cellSelected.emit(self._selected)
+
+    @property
+    def selected(self) -> tuple[int, ...] | None:
+        return self._selected
+
+    def cell_scene_pos(self, layer: int, x: int) -> QPointF:
+        """Scene point at the centre of a plane cell (for tests)."""
+        return self.plot.vb.mapViewToScene(QPointF(x + 0.5, layer + 0.5))

@@ -1,0 +1,86 @@
+"""Job bodies run on the worker thread: plain generators, no Qt objects (see DESIGN.md).
+
+Each job is wrapped by :func:`job_generator`, which tags every event with the run id and
+kind, limits torch's threads in the worker thread itself, and turns exceptions into an
+:class:`Outcome` so the GUI always learns how a run ended.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from patchlab.core.errors import PatchlabError
+
+
+@dataclass
+class Job:
+    """A frozen unit of work (inputs never read from widgets once created)."""
+
+    run_id: int
+    kind: str
+    func: Callable[..., Any]
+    kwargs: dict[str, Any]
+    stop: threading.Event
+    context: Any = None  # GUI-side info handed back with the result (e.g. the cell index)
+
+
+@dataclass
+class Tagged:
+    """An event of a running job."""
+
+    run_id: int
+    kind: str
+    event: Any
+
+
+@dataclass
+class Outcome:
+    """How a job ended: ``value`` or ``error`` (a user-facing message) with ``details``."""
+
+    run_id: int
+    kind: str
+    value: Any = None
+    error: str | None = None
+    details: str = ""
+    context: Any = None
+
+
+def worker_threads() -> int:
+    """Threads torch may use: leave one core to the GUI thread."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def job_generator(job: Job):
+    """Run ``job.func``; yield ``Tagged`` events, return an ``Outcome``."""
+    import torch
+
+    # a call in the main thread did not limit the worker; it has to happen here
+    torch.set_num_threads(worker_threads())
+    yield Tagged(job.run_id, job.kind, None)  # lets the GUI show "busy" at once
+    try:
+        if job.stop.is_set():
+            return Outcome(job.run_id, job.kind, error="cancelled", context=job.context)
+        value = job.func(**job.kwargs)
+        if inspect.isgenerator(value):
+            gen = value
+            while True:
+                try:
+                    event = next(gen)
+                except StopIteration as stop:
+                    value = stop.value
+                    break
+                yield Tagged(job.run_id, job.kind, event)
+        return Outcome(job.run_id, job.kind, value=value, context=job.context)
+    except PatchlabError as exc:
+        return Outcome(job.run_id, job.kind, error=str(exc), details=traceback.format_exc(),
+                       context=job.context)
+    except Exception as exc:  # shown to the user; the app stays usable
+        msg = f"{type(exc).__name__}: {exc}"
+        return Outcome(job.run_id, job.kind, error=msg, details=traceback.format_exc(),
+                       context=job.context)

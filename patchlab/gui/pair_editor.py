@@ -1,0 +1,292 @@
+"""Prompt pair editor: several pairs, token strip, inline validation, suggestions, examples."""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMenu,
+    QPushButton,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from patchlab.core.errors import PairError
+from patchlab.core.pairs import PromptPair
+
+EMPTY = PromptPair("", "", "", "")
+
+
+def _tok(t: str) -> str:
+    """Token text made visible: spaces as a middle dot, newlines as an arrow."""
+    return html.escape(t.replace(" ", "\u00b7").replace("\n", "\u21b5")) or "&nbsp;"
+
+
+def token_strip_html(clean: list[str], corrupted: list[str]) -> str:
+    """Both tokenisations aligned by position; differing positions highlighted."""
+    n = max(len(clean), len(corrupted))
+    rows = ["<table cellspacing='0' cellpadding='3' style='border-collapse:collapse'>"]
+    head = "".join(f"<td align='center' style='color:gray'>{i}</td>" for i in range(n))
+    rows.append(f"<tr><td></td>{head}</tr>")
+    for name, toks in (("clean", clean), ("corrupted", corrupted)):
+        cells = []
+        for i in range(n):
+            a = clean[i] if i < len(clean) else None
+            b = corrupted[i] if i < len(corrupted) else None
+            style = "background-color:#f6c343;color:black;" if a != b else ""
+            t = toks[i] if i < len(toks) else ""
+            cells.append(f"<td align='center' style='{style}border:1px solid #999'>{_tok(t)}</td>")
+        rows.append(f"<tr><td style='color:gray'>{name}&nbsp;</td>{''.join(cells)}</tr>")
+    rows.append("</table>")
+    return "".join(rows)
+
+
+class PairEditor(QWidget):
+    """Edits a list of :class:`PromptPair`; validation comes from outside (it needs a model).
+
+    Signals
+    -------
+    pairsChanged()
+        Any text changed or a pair was added/removed (debounced).
+    suggestRequested(prompt)
+        The user asked for answer suggestions for the clean prompt.
+    """
+
+    pairsChanged = Signal()
+    suggestRequested = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._pairs: list[PromptPair] = [EMPTY]
+        self._examples: list = []
+        self.list = QListWidget()
+        self.list.setMaximumHeight(64)
+        self.list.currentRowChanged.connect(self._on_row_changed)
+        self.add_btn = QPushButton("Add pair")
+        self.add_btn.clicked.connect(self._on_add)
+        self.remove_btn = QPushButton("Remove")
+        self.remove_btn.clicked.connect(self._on_remove)
+        self.examples_btn = QToolButton()
+        self.examples_btn.setText("Examples")
+        self.examples_btn.setPopupMode(QToolButton.InstantPopup)
+        self.examples_menu = QMenu(self)
+        self.examples_btn.setMenu(self.examples_menu)
+        self.examples_menu.triggered.connect(self._on_example)
+
+        self.clean = QLineEdit()
+        self.clean.setPlaceholderText("Prompt the model should solve")
+        self.corrupted = QLineEdit()
+        self.corrupted.setPlaceholderText("Same prompt with one fact changed")
+        self.answer = QComboBox()
+        self.answer.setEditable(True)
+        self.answer.setToolTip("Correct next token for the clean prompt (mind the leading space)")
+        self.wrong = QComboBox()
+        self.wrong.setEditable(True)
+        self.wrong.setToolTip("Competing token, usually the corrupted prompt's answer")
+        self.suggest_btn = QPushButton("Suggest")
+        self.suggest_btn.setToolTip("Fill the answer lists with the model's top next tokens")
+        self.suggest_btn.clicked.connect(self._on_suggest)
+
+        self.strip = QLabel()
+        self.strip.setTextFormat(Qt.RichText)
+        scroll = QScrollArea()
+        scroll.setWidget(self.strip)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumHeight(105)
+        scroll.setMaximumHeight(120)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        top = QHBoxLayout()
+        top.addWidget(self.list, 1)
+        col = QVBoxLayout()
+        col.addWidget(self.add_btn)
+        col.addWidget(self.remove_btn)
+        col.addWidget(self.examples_btn)
+        top.addLayout(col)
+        answers = QHBoxLayout()
+        answers.addWidget(self.answer, 1)
+        answers.addWidget(QLabel("vs wrong"))
+        answers.addWidget(self.wrong, 1)
+        answers.addWidget(self.suggest_btn)
+        form = QFormLayout()
+        form.addRow("Clean", self.clean)
+        form.addRow("Corrupted", self.corrupted)
+        form.addRow("Answer", answers)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(top)
+        lay.addLayout(form)
+        lay.addWidget(scroll)
+        lay.addWidget(self.message)
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(250)
+        self._debounce.timeout.connect(self._emit_changed)
+        for edit in (self.clean, self.corrupted):
+            edit.textEdited.connect(self._on_edited)
+        for box in (self.answer, self.wrong):
+            box.editTextChanged.connect(self._on_edited)
+        self._refresh_list()
+        self._show(0)
+
+    # -- pairs ----------------------------------------------------------------------------
+    def pairs(self) -> list[PromptPair]:
+        self._store()
+        return list(self._pairs)
+
+    def current_index(self) -> int:
+        return max(0, self.list.currentRow())
+
+    def current_pair(self) -> PromptPair:
+        return self.pairs()[self.current_index()]
+
+    def set_pairs(self, pairs: list[PromptPair], current: int = 0) -> None:
+        self._pairs = list(pairs) or [EMPTY]
+        self._refresh_list(current)
+        self._show(self.current_index())
+        self._emit_changed()
+
+    def set_examples(self, examples: list) -> None:
+        """Fill the examples menu (objects with name, rule, description, pair)."""
+        self._examples = list(examples)
+        self.examples_menu.clear()
+        for i, ex in enumerate(self._examples):
+            act = QAction(f"{ex.name} ({ex.rule})", self.examples_menu)
+            act.setToolTip(ex.description)
+            act.setData(i)
+            self.examples_menu.addAction(act)
+        self.examples_btn.setEnabled(bool(self._examples))
+
+    def load_example(self, i: int) -> None:
+        """Put example ``i`` into the current pair."""
+        self._pairs[self.current_index()] = self._examples[i].pair
+        self._refresh_list(self.current_index())
+        self._show(self.current_index())
+        self._emit_changed()
+
+    # -- validation display (the main window supplies it) ---------------------------------
+    def show_tokens(self, clean: list[str], corrupted: list[str]) -> None:
+        self.strip.setText(token_strip_html(clean, corrupted))
+
+    def show_message(self, text: str, error: bool = True) -> None:
+        colour = "#c0392b" if error else "#2e7d32"
+        self.message.setText(f"<span style='color:{colour}'>{html.escape(text)}</span>" if text else "")
+
+    def set_suggestions(self, tokens: list[tuple[str, float]]) -> None:
+        for box in (self.answer, self.wrong):
+            text = box.currentText()
+            box.blockSignals(True)
+            box.clear()
+            for tok, p in tokens:
+                box.addItem(tok)
+                box.setItemData(box.count() - 1, f"P = {p:.3f}", Qt.ToolTipRole)
+            box.setEditText(text)
+            box.blockSignals(False)
+
+    # -- internals ------------------------------------------------------------------------
+    def _read(self) -> PromptPair:
+        return PromptPair(self.clean.text(), self.corrupted.text(), self.answer.currentText(),
+                          self.wrong.currentText())
+
+    def _store(self) -> None:
+        i = self.current_index()
+        if 0 <= i < len(self._pairs):
+            self._pairs[i] = self._read()
+
+    def _show(self, i: int) -> None:
+        p = self._pairs[i]
+        self.clean.setText(p.clean)
+        self.corrupted.setText(p.corrupted)
+        for box, text in ((self.answer, p.answer), (self.wrong, p.wrong)):
+            box.blockSignals(True)
+            box.setEditText(text)
+            box.blockSignals(False)
+
+    def _refresh_list(self, current: int = 0) -> None:
+        self.list.blockSignals(True)
+        self.list.clear()
+        for i, p in enumerate(self._pairs):
+            self.list.addItem(f"{i + 1}: {p.clean[-40:] or '(empty)'}  \u2192 {p.answer!r}")
+        self.list.setCurrentRow(min(current, len(self._pairs) - 1))
+        self.list.blockSignals(False)
+        self.remove_btn.setEnabled(len(self._pairs) > 1)
+
+    @Slot(str)
+    def _on_edited(self, _text: str) -> None:
+        self._debounce.start()
+
+    @Slot()
+    def _emit_changed(self) -> None:
+        self._store()
+        item = self.list.item(self.current_index())
+        p = self._pairs[self.current_index()]
+        if item is not None:
+            item.setText(f"{self.current_index() + 1}: {p.clean[-40:] or '(empty)'}  \u2192 {p.answer!r}")
+        self.pairsChanged.emit()
+
+    @Slot(int)
+    def _on_row_changed(self, row: int) -> None:
+        if row < 0:
+            return
+        self._show(row)
+        self.pairsChanged.emit()
+
+    @Slot()
+    def _on_add(self) -> None:
+        self._store()
+        self._pairs.append(self._pairs[self.current_index()])
+        self._refresh_list(len(self._pairs) - 1)
+        self._show(len(self._pairs) - 1)
+        self._emit_changed()
+
+    @Slot()
+    def _on_remove(self) -> None:
+        if len(self._pairs) > 1:
+            i = self.current_index()
+            del self._pairs[i]
+            self._refresh_list(max(0, i - 1))
+            self._show(self.current_index())
+            self._emit_changed()
+
+    @Slot(QAction)
+    def _on_example(self, action: QAction) -> None:
+        self.load_example(int(action.data()))
+
+    @Slot()
+    def _on_suggest(self) -> None:
+        self.suggestRequested.emit(self.clean.text())
+
+
+def validate_pairs(model, pairs: list[PromptPair]):
+    """Tokenise every pair; return (tokens of the first pair, error message or "")."""
+    from patchlab.engine.tokens import tokenize_pair
+
+    first = None
+    for i, pair in enumerate(pairs):
+        try:
+            tp = tokenize_pair(model, pair)
+        except PairError as exc:
+            prefix = f"Pair {i + 1}: " if len(pairs) > 1 else ""
+            if first is None and pair.clean.strip() and pair.corrupted.strip():
+                try:  # still show how the prompts tokenise, so the mismatch is visible
+                    first = ([str(t) for t in model.to_str_tokens(pair.clean)],
+                             [str(t) for t in model.to_str_tokens(pair.corrupted)])
+                except Exception:  # noqa: BLE001 - the message below is what matters
+                    first = None
+            return first, prefix + str(exc)
+        if first is None:
+            first = (tp.clean_str, tp.corrupted_str)
+    return first, ""
