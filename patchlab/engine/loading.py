@@ -106,11 +106,16 @@ def _offline(enabled: bool):
     if not enabled:
         yield
         return
+    import huggingface_hub.constants as hf_constants
+
     old = os.environ.get("HF_HUB_OFFLINE")
+    old_const = hf_constants.HF_HUB_OFFLINE
     os.environ["HF_HUB_OFFLINE"] = "1"
+    hf_constants.HF_HUB_OFFLINE = True  # read at import time; the env var alone is too late
     try:
         yield
     finally:
+        hf_constants.HF_HUB_OFFLINE = old_const
         if old is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
@@ -229,6 +234,9 @@ def _looks_like_hub_id(name: str) -> bool:
 
 def _boot(name_or_dir: str, dev: str, dtype, trust_remote_code: bool):
     from transformer_lens import TransformerBridge
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bars in the CLI or the app log
 
     kwargs: dict[str, Any] = {"device": dev}
     if dtype is not None:
@@ -261,7 +269,30 @@ def _load_local(path: Path, dev: str, dtype, trust_remote_code: bool):
         raise ModelLoadError(f"Could not load the model in {path}: {msg}") from exc
 
 
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """Quick TCP probe so an offline machine fails in seconds, not after minutes of retries."""
+    import socket
+
+    endpoint = os.environ.get("HF_ENDPOINT", f"https://{host}")
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _load_hub(name: str, dev: str, dtype, trust_remote_code: bool):
+    try:
+        # the user's Hugging Face cache first, without touching the network
+        with _offline(True):
+            return _boot(name, dev, dtype, trust_remote_code)
+    except Exception as exc:  # not cached (or broken cache): try the Hub below
+        cached_error = exc
+    import huggingface_hub.constants as hf_constants
+
+    if hf_constants.HF_HUB_OFFLINE or not hub_reachable():
+        raise ModelLoadError(_describe_hub_failure(name, ConnectionError(f"offline ({cached_error})")))
     try:
         return _boot(name, dev, dtype, trust_remote_code)
     except torch.cuda.OutOfMemoryError as exc:

@@ -51,7 +51,7 @@ def _pick_backend(ctx: SweepContext, engine: str):
             from patchlab.engine import fast  # noqa: PLC0415 - optional fast path
         except ImportError:
             fast = None
-        if fast is not None:
+        if fast is not None and hasattr(fast, "unsupported_reason"):
             reason = fast.unsupported_reason(ctx)
             if reason is None:
                 return fast, ""

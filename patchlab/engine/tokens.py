@@ -68,8 +68,8 @@ def tokenize_pair(model: Any, pair: PromptPair) -> TokenizedPair:
         raise PairError(f"Expected a PromptPair, got {type(pair).__name__}.")
     pair.check()
     device = _model_device(model)
-    clean = model.to_tokens(pair.clean).to(device)
-    corrupted = model.to_tokens(pair.corrupted).to(device)
+    clean = model.to_tokens(pair.clean, truncate=False).to(device)
+    corrupted = model.to_tokens(pair.corrupted, truncate=False).to(device)
     clean_str = _str_tokens(model, pair.clean)
     corrupted_str = _str_tokens(model, pair.corrupted)
     if clean.shape[-1] != corrupted.shape[-1]:

@@ -1,0 +1,5 @@
+import sys
+
+from patchlab.cli import main
+
+sys.exit(main())
