@@ -1,0 +1,173 @@
+"""The fast exact backend: verification against the bridge, batching, the row loop."""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from patchlab.core.metrics import RAW
+from patchlab.engine.context import SweepContext, StopFlag, check_stop, hook_name
+from patchlab.engine.fast.entries import cell_start, run_cells
+from patchlab.engine.fast.forward import BaseRun, base_run
+from patchlab.engine.fast.weights import FastWeights, Unsupported, extract
+from patchlab.engine.memory import choose_batch, is_oom
+from patchlab.engine.quantities import last_quantities
+
+NAME = "fast-torch"
+TOL = 1e-4
+# merge cells with different start positions while the extra recomputed work stays small
+MERGE_SLACK = 0.25
+MIN_TOKENS = 96
+
+_WEIGHTS: "weakref.WeakKeyDictionary[Any, tuple[Any, FastWeights]]" = weakref.WeakKeyDictionary()
+_STATE: dict[int, dict[str, Any]] = {}
+
+
+def weights_for(model: Any) -> FastWeights:
+    """Extracted weights, cached per model (re-read if the processing mode changed)."""
+    key = (bool(getattr(model, "compatibility_mode", False)), str(getattr(model.cfg, "dtype", "")))
+    hit = _WEIGHTS.get(model)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.inference_mode():
+        w = extract(model)
+    _WEIGHTS[model] = (key, w)
+    return w
+
+
+def run_activation(run: BaseRun, act: str, layer: int) -> torch.Tensor:
+    """This run's activation in the bridge hook's layout (batch dim dropped)."""
+    if act in ("q", "k", "v"):
+        return getattr(run, act)[layer].transpose(0, 1)
+    field = {"resid_pre": "pre", "resid_mid": "mid", "resid_post": "post", "attn_out": "attn",
+             "mlp_out": "mlp", "z": "z", "pattern": "pattern"}[act]
+    return getattr(run, field)[layer]
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Max abs difference, scaled by the reference's magnitude when that is above 1."""
+    b = b.to(a.dtype)
+    return float((a - b).abs().max()) / max(1.0, float(b.abs().max()))
+
+
+def _verify(ctx: SweepContext, w: FastWeights) -> tuple[str | None, list[BaseRun]]:
+    """Compare our unpatched runs with the bridge's (logits and target activations)."""
+    bases = []
+    for p, tp in enumerate(ctx.pairs):
+        runs = {}
+        with torch.inference_mode():
+            for which in ("clean", "corrupted"):
+                runs[which] = base_run(w, tp.tokens(which))
+        for which, ref in (("clean", ctx.clean_raw), ("corrupted", ctx.corrupted_raw)):
+            ours = last_quantities(runs[which].last_logits.unsqueeze(0), tp.answer_id, tp.wrong_id)
+            for q in ("logit_diff", "answer_logprob"):
+                err = abs(float(ours[q][0]) - float(ref[q][p])) / max(1.0, abs(float(ref[q][p])))
+                if not err <= TOL:
+                    return (f"its plain-torch forward pass differs from the bridge's on this model "
+                            f"({q} of the {which} run off by {err:.2g})"), []
+        src_run = runs["clean" if ctx.direction == "denoise" else "corrupted"]
+        for layer in range(ctx.n_layers):
+            name = hook_name(ctx.target, layer)
+            ref_act = ctx.source_caches[p][name][0]
+            ours_act = run_activation(src_run, ctx.target.act, layer)
+            if ours_act.shape != ref_act.shape:
+                return f"its {name} has shape {tuple(ref_act.shape)}, the fast path expects {tuple(ours_act.shape)}", []
+            err = _close(ours_act, ref_act)
+            if not err <= TOL:
+                return f"its {name} differs from the fast path's by {err:.2g}", []
+        bases.append(runs["corrupted" if ctx.direction == "denoise" else "clean"])
+    return None, bases
+
+
+def unsupported_reason(ctx: SweepContext) -> str | None:
+    """``None`` if the fast path applies to this sweep, else a plain-language reason."""
+    if ctx.method != "exact":
+        return "the fast path computes exact patching only"
+    try:
+        w = weights_for(ctx.model)
+    except Unsupported as exc:
+        return f"the fast path does not implement this architecture ({exc})"
+    reason, bases = _verify(ctx, w)
+    if reason is None:
+        _STATE[id(ctx)] = {"weights": w, "bases": bases}
+        weakref.finalize(ctx, _STATE.pop, id(ctx), None)
+    return reason
+
+
+def bytes_per_row(ctx: SweepContext, w: FastWeights) -> int:
+    cfg = ctx.model.cfg
+    t = ctx.pairs[0].n_pos
+    d = int(cfg.d_model)
+    mlp = int(getattr(cfg, "d_mlp", None) or 4 * d)
+    per_pos = 10 * d + 3 * mlp + 3 * w.n_heads * t
+    # keys/values of one layer per row, and full-vocab logits of the last position
+    return 4 * (t * per_pos + 2 * t * w.n_kv * w.d_head + 3 * int(cfg.d_vocab))
+
+
+def chunks(starts: np.ndarray, n_pos: int, bs: int) -> list[np.ndarray]:
+    """Group cell indices so each forward recomputes little beyond what its cells need."""
+    order = np.argsort(-starts, kind="stable")
+    out: list[list[int]] = []
+    cur: list[int] = []
+    own = 0
+    for i in order:
+        need = n_pos - int(starts[i])
+        if cur:
+            merged = (len(cur) + 1) * need  # the new cell has the earliest start so far
+            if len(cur) < bs and (merged <= (1 + MERGE_SLACK) * (own + need) or merged <= MIN_TOKENS):
+                cur.append(int(i))
+                own += need
+                continue
+            out.append(cur)
+        cur, own = [int(i)], need
+    if cur:
+        out.append(cur)
+    return [np.array(c) for c in out]
+
+
+def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Yield ``(layer, raw)`` per layer; ``raw[q]`` is ``(n_pairs, *row_shape)``."""
+    state = _STATE.get(id(ctx))
+    if state is None:
+        reason = unsupported_reason(ctx)
+        if reason is not None:
+            raise RuntimeError(f"The fast engine does not apply: {reason}")
+        state = _STATE[id(ctx)]
+    w, bases = state["weights"], state["bases"]
+    tgt = ctx.target
+    device = ctx.base_tokens(0).device
+    cells_np = np.array(list(itertools.product(*(range(n) for n in ctx.row_shape))), dtype=np.int64)
+    cells_all = torch.from_numpy(cells_np).to(device)
+    starts = cell_start(torch.from_numpy(cells_np), tgt.act, tgt.axes).numpy()
+    n_pos = ctx.pairs[0].n_pos
+    bs = batch_size or choose_batch(bytes_per_row(ctx, w), device, limit=len(cells_np))
+    groups = chunks(starts, n_pos, bs)
+    for layer in range(ctx.n_layers):
+        name = hook_name(tgt, layer)
+        raw = {q: np.full((len(ctx.pairs), *ctx.row_shape), np.nan) for q in RAW}
+        for p, tp in enumerate(ctx.pairs):
+            src = ctx.source_caches[p][name][0]
+            todo = list(groups)
+            while todo:
+                check_stop(stop)
+                idx = todo.pop(0)
+                try:
+                    with torch.inference_mode():
+                        logits = run_cells(w, layer, bases[p], src, cells_all[idx], tgt.act, tgt.axes)
+                        q = last_quantities(logits, tp.answer_id, tp.wrong_id)
+                except Exception as exc:
+                    if is_oom(exc) and len(idx) > 1:
+                        if device.type == "cuda":
+                            torch.cuda.empty_cache()
+                        half = len(idx) // 2
+                        todo[:0] = [idx[:half], idx[half:]]
+                        continue
+                    raise
+                sel = (p, *cells_np[idx].T)
+                for k, v in q.items():
+                    raw[k][sel] = v
+        yield layer, raw

@@ -1,0 +1,187 @@
+"""Patched batches: enter the forward pass at the patched component, then finish it.
+
+Each function takes ``cells [B, k]`` (the non-layer indices of one cell per batch row, in the
+target's axis order), the base run, and the source activation at this layer (batch dim
+dropped, in the bridge's hook layout), and returns last-position logits ``[B, vocab]``.
+Only positions at or after the earliest patched position are recomputed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from patchlab.engine.fast.forward import BaseRun, attend, attn_out, mlp, rope, run_from
+from patchlab.engine.fast.weights import FastWeights
+
+
+def _rows(cells: torch.Tensor) -> torch.Tensor:
+    return torch.arange(cells.shape[0], device=cells.device)
+
+
+def _grid(t: torch.Tensor, s: int, B: int) -> torch.Tensor:
+    """Base tensor ``[T, d]`` from position ``s`` copied for ``B`` rows."""
+    return t[s:].unsqueeze(0).expand(B, -1, -1).clone()
+
+
+def _finish_sparse_attn(w: FastWeights, li: int, base: BaseRun, pos: torch.Tensor, a: torch.Tensor):
+    """New attention output ``a [B, d]`` at one position per row; the rest is the base run."""
+    s = int(pos.min())
+    B = pos.shape[0]
+    pre = base.pre[li][pos]
+    if w.parallel:
+        post_vals = pre + a + base.mlp[li][pos]
+    else:
+        mid = pre + a
+        # the MLP is position-wise: in this layer only the patched position changes
+        post_vals = mid + mlp(w, w.layers[li], mid)
+    x = _grid(base.post[li], s, B)
+    x[torch.arange(B, device=pos.device), pos - s] = post_vals
+    return run_from(w, li, "post", x, s, base)
+
+
+def _finish_dense_attn(w: FastWeights, li: int, base: BaseRun, a: torch.Tensor, s: int):
+    """New attention output ``a [B, n, d]`` at positions ``s..T-1``."""
+    pre = base.pre[li][s:]
+    if w.parallel:
+        return run_from(w, li, "post", pre + a + base.mlp[li][s:], s, base)
+    return run_from(w, li, "mid", pre + a, s, base)
+
+
+def _rot_at(w: FastWeights, base: BaseRun, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Rotate vectors ``x [B, ..., dh]`` each at its own position ``pos [B]``."""
+    if base.cos is None:
+        return x
+    shape = (pos.shape[0],) + (1,) * (x.dim() - 2) + (-1,)
+    return rope(x, base.cos[pos].view(shape), base.sin[pos].view(shape), w.rotary_dim)
+
+
+def resid(w, li, base, src, cells, act):
+    pos = cells[:, 0]
+    s = int(pos.min())
+    B = pos.shape[0]
+    rows = _rows(cells)
+    if act == "resid_mid":
+        mid = src[pos]
+        post_vals = mid + mlp(w, w.layers[li], mid)
+        x = _grid(base.post[li], s, B)
+        x[rows, pos - s] = post_vals
+        return run_from(w, li, "post", x, s, base)
+    if act == "mlp_out":
+        before = base.pre[li][pos] + base.attn[li][pos] if w.parallel else base.mid[li][pos]
+        x = _grid(base.post[li], s, B)
+        x[rows, pos - s] = before + src[pos]
+        return run_from(w, li, "post", x, s, base)
+    if act == "attn_out":
+        return _finish_sparse_attn(w, li, base, pos, src[pos])
+    stage = {"resid_pre": "pre", "resid_post": "post"}[act]
+    x = _grid(base.pre[li] if stage == "pre" else base.post[li], s, B)
+    x[rows, pos - s] = src[pos]
+    return run_from(w, li, stage, x, s, base)
+
+
+def head_z(w, li, base, src, cells, by_pos):
+    rows = _rows(cells)
+    layer = w.layers[li]
+    if by_pos:
+        pos, h = cells[:, 0], cells[:, 1]
+        z = base.z[li][pos].clone()  # [B, H, dh]
+        z[rows, h] = src[pos, h]
+        return _finish_sparse_attn(w, li, base, pos, attn_out(w, layer, z.unsqueeze(1))[:, 0])
+    h = cells[:, 0]
+    z = base.z[li].unsqueeze(0).expand(len(h), -1, -1, -1).clone()  # [B, T, H, dh]
+    z[rows, :, h] = src[:, h].transpose(0, 1)
+    return _finish_dense_attn(w, li, base, attn_out(w, layer, z), 0)
+
+
+def head_q(w, li, base, src, cells, by_pos):
+    rows = _rows(cells)
+    layer = w.layers[li]
+    k, v = base.k_rot[li].unsqueeze(0), base.v[li].unsqueeze(0)
+    if by_pos:
+        pos, h = cells[:, 0], cells[:, 1]
+        q = base.q[li][:, pos].transpose(0, 1).clone()  # [B, H, dh]
+        q[rows, h] = src[pos, h]
+        qr = _rot_at(w, base, q, pos).unsqueeze(2)  # [B, H, 1, dh]
+        z, _ = attend(w, qr, k, v, pos.view(-1, 1))
+        return _finish_sparse_attn(w, li, base, pos, attn_out(w, layer, z)[:, 0])
+    h = cells[:, 0]
+    T = base.n_pos
+    q = base.q[li].unsqueeze(0).expand(len(h), -1, -1, -1).clone()  # [B, H, T, dh]
+    q[rows, h] = src[:, h].transpose(0, 1)
+    qr = rope(q, base.cos, base.sin, w.rotary_dim)
+    z, _ = attend(w, qr, k, v, torch.arange(T, device=q.device))
+    return _finish_dense_attn(w, li, base, attn_out(w, layer, z), 0)
+
+
+def head_kv(w, li, base, src, cells, by_pos, which):
+    rows = _rows(cells)
+    layer = w.layers[li]
+    T = base.n_pos
+    B = cells.shape[0]
+    k = base.k_rot[li].unsqueeze(0).expand(B, -1, -1, -1)
+    v = base.v[li].unsqueeze(0).expand(B, -1, -1, -1)
+    if by_pos:
+        pos, g = cells[:, 0], cells[:, 1]
+        s = int(pos.min())
+        new = src[pos, g]  # [B, dh]
+        if which == "k":
+            k = k.clone()
+            k[rows, g, pos] = _rot_at(w, base, new, pos)
+        else:
+            v = v.clone()
+            v[rows, g, pos] = new
+    else:
+        g = cells[:, 0]
+        s = 0
+        new = src[:, g].transpose(0, 1)  # [B, T, dh]
+        if which == "k":
+            k = k.clone()
+            k[rows, g] = rope(new, base.cos, base.sin, w.rotary_dim)
+        else:
+            v = v.clone()
+            v[rows, g] = new
+    q = base.q_rot[li][:, s:].unsqueeze(0).expand(B, -1, -1, -1)
+    z, _ = attend(w, q, k, v, torch.arange(s, T, device=q.device))
+    return _finish_dense_attn(w, li, base, attn_out(w, layer, z), s)
+
+
+def head_pattern(w, li, base, src, cells, by_pos):
+    rows = _rows(cells)
+    layer = w.layers[li]
+    rep = w.n_heads // w.n_kv
+    h = cells[:, 0]
+    vh = base.v[li][h // rep]  # [B, T, dh]
+    if by_pos:
+        dest = cells[:, 1]
+        zh = torch.bmm(src[h, dest].unsqueeze(1), vh)[:, 0]  # [B, dh]
+        z = base.z[li][dest].clone()
+        z[rows, h] = zh
+        return _finish_sparse_attn(w, li, base, dest, attn_out(w, layer, z.unsqueeze(1))[:, 0])
+    zh = torch.bmm(src[h], vh)  # [B, T, dh]
+    z = base.z[li].unsqueeze(0).expand(len(h), -1, -1, -1).clone()
+    z[rows, :, h] = zh
+    return _finish_dense_attn(w, li, base, attn_out(w, layer, z), 0)
+
+
+def run_cells(w: FastWeights, li: int, base: BaseRun, src: torch.Tensor, cells: torch.Tensor,
+              act: str, axes: tuple[str, ...]) -> torch.Tensor:
+    """Logits ``[B, vocab]`` of the base run with one cell patched per row."""
+    by_pos = "pos" in axes
+    if act in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
+        return resid(w, li, base, src, cells, act)
+    if act == "z":
+        return head_z(w, li, base, src, cells, by_pos)
+    if act == "q":
+        return head_q(w, li, base, src, cells, by_pos)
+    if act in ("k", "v"):
+        return head_kv(w, li, base, src, cells, by_pos, act)
+    if act == "pattern":
+        return head_pattern(w, li, base, src, cells, by_pos)
+    raise ValueError(f"unsupported activation {act}")
+
+
+def cell_start(cells: torch.Tensor, act: str, axes: tuple[str, ...]) -> torch.Tensor:
+    """Earliest position each cell's patch can change (0 for all-position targets)."""
+    if "pos" not in axes:
+        return torch.zeros(cells.shape[0], dtype=torch.long)
+    return cells[:, axes[1:].index("pos")]

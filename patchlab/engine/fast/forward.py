@@ -1,0 +1,196 @@
+"""Plain-torch forward pass pieces: a cached base run and continuations from any layer.
+
+Shapes: residuals ``[batch, n, d_model]`` over positions ``s .. T-1``; per-head tensors
+``[batch, head, n, d_head]``; patterns ``[batch, head, query, key]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from patchlab.engine.fast.weights import FastWeights, Layer
+
+
+@dataclass
+class BaseRun:
+    """Every intermediate of one unpatched run (batch dimension dropped)."""
+
+    pre: list[torch.Tensor]  # resid_pre per layer, [T, d]
+    mid: list[torch.Tensor]  # resid_mid (sequential blocks; equals pre + attn)
+    post: list[torch.Tensor]
+    attn: list[torch.Tensor]  # attn_out, [T, d]
+    mlp: list[torch.Tensor]
+    q: list[torch.Tensor]  # before rotary, [H, T, dh]
+    k: list[torch.Tensor]  # before rotary, [Hkv, T, dh]
+    v: list[torch.Tensor]
+    q_rot: list[torch.Tensor]
+    k_rot: list[torch.Tensor]
+    z: list[torch.Tensor]  # [T, H, dh]
+    pattern: list[torch.Tensor]  # [H, T, T]
+    cos: torch.Tensor | None  # [T, rotary_dim]
+    sin: torch.Tensor | None
+    last_logits: torch.Tensor  # [vocab]
+
+    @property
+    def n_pos(self) -> int:
+        return int(self.pre[0].shape[0])
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None, rot: int) -> torch.Tensor:
+    """Rotate the first ``rot`` dims of ``x [..., n, dh]`` (HF ``rotate_half`` convention)."""
+    if cos is None:
+        return x
+    xr, xp = x[..., :rot], x[..., rot:]
+    half = rot // 2
+    rotated = torch.cat((-xr[..., half:], xr[..., :half]), dim=-1)
+    out = xr * cos + rotated * sin
+    return torch.cat((out, xp), dim=-1) if xp.shape[-1] else out
+
+
+def qkv(w: FastWeights, layer: Layer, x: torch.Tensor):
+    """Pre-rotary q ``[B,H,n,dh]``, k and v ``[B,Hkv,n,dh]`` from residual ``x [B,n,d]``."""
+    xn = layer.ln1(x)
+    out = torch.addmm(layer.b_qkv, xn.reshape(-1, xn.shape[-1]), layer.W_qkv)
+    B, n = x.shape[0], x.shape[1]
+    dh, H, Hkv = w.d_head, w.n_heads, w.n_kv
+    out = out.view(B, n, H + 2 * Hkv, dh).transpose(1, 2)
+    return out[:, :H], out[:, H : H + Hkv], out[:, H + Hkv :]
+
+
+def attend(w: FastWeights, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qpos: torch.Tensor):
+    """Causal attention of queries at absolute positions ``qpos`` on keys ``0 .. Tk-1``.
+
+    ``q [B,H,n,dh]`` (rotated), ``k, v [B or 1, Hkv, Tk, dh]``, ``qpos [n]`` or ``[B, n]``.
+    Returns ``z [B,n,H,dh]`` and ``pattern [B,H,n,Tk]``.
+    """
+    B, H, n, dh = q.shape
+    Hkv, Tk = k.shape[1], k.shape[2]
+    rep = H // Hkv
+    # grouped-query attention without materialising repeated keys: fold the group into queries
+    qg = q.reshape(B, Hkv, rep * n, dh)
+    scores = torch.matmul(qg, k.transpose(-1, -2)).view(B, H, n, Tk) * w.scale
+    keys = torch.arange(Tk, device=q.device)
+    qp = qpos.view(1, 1, n, 1) if qpos.dim() == 1 else qpos.view(B, 1, n, 1)
+    scores = scores.masked_fill(keys.view(1, 1, 1, Tk) > qp, float("-inf"))
+    pattern = torch.softmax(scores, dim=-1)
+    z = torch.matmul(pattern.view(B, Hkv, rep * n, Tk), v).view(B, H, n, dh)
+    return z.transpose(1, 2), pattern
+
+
+def attn_out(w: FastWeights, layer: Layer, z: torch.Tensor) -> torch.Tensor:
+    """``z [B,n,H,dh]`` -> attention output ``[B,n,d]``."""
+    B, n = z.shape[0], z.shape[1]
+    out = torch.addmm(layer.b_O, z.reshape(B * n, -1), layer.W_O_flat)
+    return out.view(B, n, -1)
+
+
+def mlp(w: FastWeights, layer: Layer, x: torch.Tensor) -> torch.Tensor:
+    """MLP output for residual ``x [..., d]`` (applies ln2 itself)."""
+    if w.attn_only:
+        return torch.zeros_like(x)
+    shape = x.shape
+    xn = layer.ln2(x).reshape(-1, shape[-1])
+    pre = xn @ layer.W_in
+    if layer.b_in is not None:
+        pre = pre + layer.b_in
+    if layer.W_gate is not None:
+        hidden = w.act(xn @ layer.W_gate) * pre
+    else:
+        hidden = w.act(pre)
+    out = hidden @ layer.W_out
+    if layer.b_out is not None:
+        out = out + layer.b_out
+    return out.view(shape)
+
+
+def unembed(w: FastWeights, x: torch.Tensor) -> torch.Tensor:
+    """Logits ``[B, vocab]`` from last-position residuals ``x [B, d]``."""
+    return torch.addmm(w.b_U, w.ln_final(x), w.W_U)
+
+
+def rotary_tables(w: FastWeights, n_pos: int, like: torch.Tensor):
+    if w.rotary is None:
+        return None, None
+    pos_ids = torch.arange(n_pos, device=like.device).unsqueeze(0)
+    cos, sin = w.rotary(like[:, :n_pos], pos_ids)
+    return cos[0, :, : w.rotary_dim].to(like.dtype), sin[0, :, : w.rotary_dim].to(like.dtype)
+
+
+def base_run(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
+    """Unpatched forward pass of ``tokens [1, T]`` keeping every intermediate."""
+    T = int(tokens.shape[-1])
+    x = w.W_E[tokens[0]].unsqueeze(0)
+    if w.W_pos is not None:
+        x = x + w.W_pos[:T]
+    cos, sin = rotary_tables(w, T, x)
+    qpos = torch.arange(T, device=x.device)
+    keep: dict[str, list[torch.Tensor]] = {k: [] for k in (
+        "pre", "mid", "post", "attn", "mlp", "q", "k", "v", "q_rot", "k_rot", "z", "pattern")}
+    for layer in w.layers:
+        keep["pre"].append(x[0])
+        q, k, v = qkv(w, layer, x)
+        qr, kr = rope(q, cos, sin, w.rotary_dim), rope(k, cos, sin, w.rotary_dim)
+        z, pattern = attend(w, qr, kr, v, qpos)
+        a = attn_out(w, layer, z)
+        if w.parallel:
+            m = mlp(w, layer, x)
+            mid = x + a
+            x = x + a + m
+        else:
+            mid = x + a
+            m = mlp(w, layer, mid)
+            x = mid + m
+        for name, val in (("mid", mid), ("post", x), ("attn", a), ("mlp", m), ("q", q), ("k", k),
+                          ("v", v), ("q_rot", qr), ("k_rot", kr), ("z", z), ("pattern", pattern)):
+            keep[name].append(val[0])
+    logits = unembed(w, x[:, -1])[0]
+    return BaseRun(**keep, cos=cos, sin=sin, last_logits=logits)
+
+
+def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun, last_only: bool) -> torch.Tensor:
+    """Block ``li`` on residuals ``x [B, n, d]`` at positions ``s..T-1``; keys/values of
+    positions ``< s`` come from the base run. ``last_only`` returns only the last position."""
+    layer = w.layers[li]
+    B, n = x.shape[0], x.shape[1]
+    q, k, v = qkv(w, layer, x)
+    cos = sin = None
+    if base.cos is not None:
+        cos, sin = base.cos[s:], base.sin[s:]
+    kr = rope(k, cos, sin, w.rotary_dim)
+    if s:
+        kr = torch.cat([base.k_rot[li][:, :s].unsqueeze(0).expand(B, -1, -1, -1), kr], dim=2)
+        v = torch.cat([base.v[li][:, :s].unsqueeze(0).expand(B, -1, -1, -1), v], dim=2)
+    qpos = torch.arange(s, s + n, device=x.device)
+    if last_only:
+        # only the last query matters in the final block: its keys/values need every position
+        q, qpos, cos_q, sin_q = q[:, :, -1:], qpos[-1:], (cos[-1:] if cos is not None else None), (sin[-1:] if sin is not None else None)
+        x = x[:, -1:]
+    else:
+        cos_q, sin_q = cos, sin
+    qr = rope(q, cos_q, sin_q, w.rotary_dim)
+    z, _ = attend(w, qr, kr, v, qpos)
+    a = attn_out(w, layer, z)
+    if w.parallel:
+        return x + a + mlp(w, layer, x)
+    mid = x + a
+    return mid + mlp(w, layer, mid)
+
+
+def run_from(w: FastWeights, li: int, stage: str, x: torch.Tensor, s: int, base: BaseRun) -> torch.Tensor:
+    """Finish the forward pass from residual ``x`` at ``stage`` (pre/mid/post) of layer ``li``.
+
+    Returns last-position logits ``[B, vocab]``.
+    """
+    L = len(w.layers)
+    if stage == "mid":  # sequential blocks only: the MLP of layer li is still to run
+        if li == L - 1:
+            x = x[:, -1:]
+        x = x + mlp(w, w.layers[li], x)
+        li += 1
+    elif stage == "post":
+        li += 1
+    for j in range(li, L):
+        x = block(w, j, x, s, base, last_only=j == L - 1)
+    return unembed(w, x[:, -1])
