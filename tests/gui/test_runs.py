@@ -1,0 +1,159 @@
+"""Cancel, close mid-run, superseding runs, bad pairs, failed loads, and the event-loop stall."""
+
+import time
+
+import numpy as np
+import pytest
+from guihelpers import WAIT_MS, wait_idle
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Slot
+
+import patchlab.engine.sweep as sweep_module
+
+REAL_ITER_PATCH = sweep_module.iter_patch
+
+
+@pytest.fixture
+def slow_sweep(monkeypatch):
+    """Sleep after each layer row so a test can act mid-run on a tiny model."""
+
+    def slow(*args, **kwargs):
+        gen = REAL_ITER_PATCH(*args, **kwargs)
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield event
+            time.sleep(0.4)
+
+    monkeypatch.setattr(sweep_module, "iter_patch", slow)
+
+
+def test_cancel_keeps_partial_heatmap(qtbot, window, slow_sweep):
+    w = window
+    assert w.run()
+    qtbot.waitUntil(lambda: w.experiment.progress.value() > 0, timeout=WAIT_MS)
+    t0 = time.perf_counter()
+    w.cancel()
+    qtbot.waitUntil(lambda: w.result is not None, timeout=WAIT_MS)
+    assert time.perf_counter() - t0 < 1.0, "cancel should land within a fraction of a second"
+    r = w.result
+    assert r.meta["cancelled"] and not r.meta["complete"]
+    done_rows = np.isfinite(r.values).all(axis=1)
+    assert done_rows[0] and not done_rows.all(), "the finished rows are kept, the rest is NaN"
+    assert "Cancelled" in w.experiment.progress_text.text()
+    assert np.array_equal(np.isfinite(w.heatmap._values), np.isfinite(r.values))
+
+
+def test_close_mid_run(qtbot, make_window, gui_model_name, slow_sweep):
+    w = make_window(gui_model_name)
+    assert w.run()
+    qtbot.waitUntil(lambda: w.experiment.progress.value() > 0, timeout=WAIT_MS)
+    t0 = time.perf_counter()
+    w.close()
+    assert time.perf_counter() - t0 < 5.0
+    assert QThreadPool.globalInstance().activeThreadCount() == 0
+    assert (w.autosave_path).is_file()
+
+
+def test_new_run_supersedes(qtbot, window, slow_sweep):
+    w = window
+    seen = []
+    recorder = Recorder(seen)  # keep a reference: a collected receiver drops its connection
+    w.controller.done.connect(recorder.record_done)
+    w.experiment.set_settings({"target": "resid_pre", "direction": "denoise",
+                               "metric": "logit_diff_recovered", "method": "exact"})
+    assert w.run()
+    qtbot.waitUntil(lambda: w.experiment.progress.value() > 0, timeout=WAIT_MS)
+    w.experiment.set_settings({"target": "attn_out", "direction": "noise",
+                               "metric": "logit_diff", "method": "exact"})
+    assert w.run()
+    qtbot.waitUntil(lambda: w.result is not None, timeout=WAIT_MS)
+    wait_idle(qtbot, w)
+    assert w.result.target == "attn_out" and w.result.meta["complete"]
+    assert w.result.direction == "noise"
+    assert "Attention layer output" in w.heatmap.title_item.text
+    sweeps = [o for o in seen if o.kind == "sweep"]
+    assert len(sweeps) == 1, "the superseded run's result must be dropped"
+    assert sweeps[0].value is w.result
+
+
+class Recorder(QObject):
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    @Slot(object)
+    def record_done(self, outcome):
+        self.out.append(outcome)
+
+
+def test_bad_pair_is_flagged_inline(qtbot, window):
+    w = window
+    pair = w.pair_editor.pairs()[0]
+    w.pair_editor.corrupted.setText(pair.corrupted + " and then some more words")
+    w.pair_editor._emit_changed()
+    assert not w.validate()
+    assert "same length" in w.pair_editor.message.text()
+    assert not w.experiment.run_btn.isEnabled()
+    assert not w.run()
+    assert w.controller.is_idle()
+    w.pair_editor.corrupted.setText(pair.corrupted)
+    w.pair_editor.answer.setEditText("")
+    w.pair_editor._emit_changed()
+    assert not w.validate() and "answer is empty" in w.pair_editor.message.text()
+    w.pair_editor.answer.setEditText(pair.answer)
+    w.pair_editor._emit_changed()
+    assert w.validate() and w.experiment.run_btn.isEnabled()
+
+
+def test_failed_model_load_keeps_previous(qtbot, window, tmp_path):
+    w = window
+    before = w.model
+    w.load_model(str(tmp_path / "no-such-model"), "cpu", "float32", "compat")
+    qtbot.waitUntil(lambda: getattr(w, "last_error", None) is not None, timeout=WAIT_MS)
+    wait_idle(qtbot, w)
+    assert "does not exist" in w.last_error
+    assert "does not exist" in w.model_panel.status.text()
+    assert w.model is before
+    assert w.model_panel.load_btn.isEnabled()
+    assert w.run()
+    qtbot.waitUntil(lambda: w.result is not None, timeout=WAIT_MS)
+    assert w.result.meta["complete"]
+
+
+class GapProbe(QObject):
+    """A 10 ms timer; the largest gap between ticks is the worst event-loop stall."""
+
+    def __init__(self):
+        super().__init__()
+        self.last = None
+        self.max_gap = 0.0
+        self.timer = QTimer(self)
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self.tick)
+
+    @Slot()
+    def tick(self):
+        now = time.perf_counter()
+        if self.last is not None:
+            self.max_gap = max(self.max_gap, now - self.last)
+        self.last = now
+
+
+def test_event_loop_stall(qtbot, window):
+    w = window
+    w.experiment.set_settings({"target": "attn_head_out_by_pos", "direction": "denoise",
+                               "metric": "logit_diff_recovered", "method": "exact"})
+    probe = GapProbe()
+    probe.timer.start()
+    t0 = time.perf_counter()
+    assert w.run()
+    qtbot.waitUntil(lambda: w.result is not None, timeout=WAIT_MS)
+    wait_idle(qtbot, w)
+    duration = time.perf_counter() - t0
+    probe.timer.stop()
+    gap_ms = probe.max_gap * 1000
+    print(f"\nevent-loop max gap during a {w.result.values.size}-cell sweep on "
+          f"{w.model_info().name} ({duration:.2f} s): {gap_ms:.1f} ms")
+    assert gap_ms < 250, f"the GUI froze for {gap_ms:.0f} ms during a sweep"
