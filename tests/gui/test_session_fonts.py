@@ -1,0 +1,87 @@
+"""Sessions through the window (save/open, autosave/restore, corrupt files) and fonts."""
+
+import json
+
+import numpy as np
+from guihelpers import WAIT_MS, wait_idle
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QFont, QFontDatabase, QFontMetrics, QImage, QPainter
+
+
+def _run(qtbot, w):
+    assert w.run()
+    qtbot.waitUntil(lambda: w.result is not None, timeout=WAIT_MS)
+    wait_idle(qtbot, w)
+
+
+def test_session_round_trip(qtbot, window, make_window, tmp_path):
+    w = window
+    w.experiment.set_settings({"target": "mlp_out" if not getattr(w.model.cfg, "attn_only", False)
+                               else "attn_out", "direction": "noise", "metric": "logit_diff",
+                               "method": "exact"})
+    w.pair_editor._on_add()
+    _run(qtbot, w)
+    path = tmp_path / "exp.patchlab"
+    assert w.save_session(path)
+
+    w2 = make_window(None, autosave=False)
+    assert w2.open_session(path)
+    qtbot.waitUntil(lambda: w2.model is not None, timeout=WAIT_MS)
+    wait_idle(qtbot, w2)
+    assert w2.pair_editor.pairs() == w.pair_editor.pairs()
+    assert w2.experiment.settings() == w.experiment.settings()
+    np.testing.assert_array_equal(w2.result.values, w.result.values)
+    assert w2.result.to_csv() == w.result.to_csv()
+    assert w2.model_info().name == w.model_info().name
+    assert "logit_diff" in json.loads(path.read_text())["settings"]["metric"]
+
+
+def test_corrupt_and_newer_session(qtbot, window, tmp_path):
+    w = window
+    _run(qtbot, w)
+    before = w.result
+    bad = tmp_path / "bad.patchlab"
+    bad.write_text('{"format": "patchlab.session", "format_version": 1, "pairs": [{"clean"')
+    assert not w.open_session(bad)
+    assert "not valid JSON" in w.last_error
+    newer = tmp_path / "newer.patchlab"
+    newer.write_text(json.dumps({"format": "patchlab.session", "format_version": 99,
+                                 "patchlab_version": "9.9"}))
+    assert not w.open_session(newer)
+    assert "Update patchlab" in w.last_error
+    assert w.result is before  # nothing changed
+
+
+def test_autosave_restores_on_start(qtbot, make_window, gui_model_name, tmp_path):
+    w = make_window(gui_model_name)
+    _run(qtbot, w)
+    w.close()
+    assert w.autosave_path.is_file()
+    w2 = make_window(None)
+    assert w2.restore_autosave()
+    qtbot.waitUntil(lambda: w2.model is not None, timeout=WAIT_MS)
+    wait_idle(qtbot, w2)
+    np.testing.assert_array_equal(w2.result.values, w.result.values)
+
+
+def _render(text: str, font: QFont) -> QImage:
+    image = QImage(200, 40, QImage.Format_ARGB32)
+    image.fill(Qt.white)
+    p = QPainter(image)
+    p.setFont(font)
+    p.setPen(Qt.black)
+    p.drawText(QPoint(5, 30), text)
+    p.end()
+    return image
+
+
+def test_fonts_render_real_glyphs(qtbot, window):
+    families = QFontDatabase.families()
+    assert families, "no fonts: install one (e.g. fonts-dejavu-core)"
+    font = window.font()
+    assert QFontMetrics(font).horizontalAdvance("layer") > 0
+    a, b = _render("L", font), _render("W", font)
+    tofu_1, tofu_2 = _render("\ue000", font), _render("\ue001", font)
+    assert a != b, "different letters render identically: glyphs are boxes"
+    assert a != tofu_1, "a letter renders as the missing-glyph box"
+    assert tofu_1 == tofu_2 or a != tofu_2
