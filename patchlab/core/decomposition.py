@@ -94,7 +94,7 @@ class DecomposeResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DecomposeResult":
+    def from_dict(cls, data: dict[str, Any]) -> DecomposeResult:
         check_record(data, "decompose")
         try:
             return cls(
@@ -117,5 +117,5 @@ class DecomposeResult:
         return atomic_write_text(path, self.to_json())
 
     @classmethod
-    def load_json(cls, path: str | Path) -> "DecomposeResult":
+    def load_json(cls, path: str | Path) -> DecomposeResult:
         return cls.from_dict(read_json(path, "run record"))

@@ -29,7 +29,7 @@ class PromptPair:
     answer: str
     wrong: str
 
-    def check(self) -> "PromptPair":
+    def check(self) -> PromptPair:
         """Raise :class:`PairError` for problems visible without a tokenizer."""
         for field in ("clean", "corrupted", "answer", "wrong"):
             value = getattr(self, field)
@@ -56,7 +56,7 @@ class PromptPair:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PromptPair":
+    def from_dict(cls, data: dict) -> PromptPair:
         try:
             return cls(
                 clean=data["clean"],

@@ -132,7 +132,7 @@ class PatchResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PatchResult":
+    def from_dict(cls, data: dict[str, Any]) -> PatchResult:
         check_record(data, "patch")
         try:
             shape = tuple(data["shape"])
@@ -155,7 +155,7 @@ class PatchResult:
         return atomic_write_text(path, self.to_json())
 
     @classmethod
-    def load_json(cls, path: str | Path) -> "PatchResult":
+    def load_json(cls, path: str | Path) -> PatchResult:
         return cls.from_dict(read_json(path, "run record"))
 
 

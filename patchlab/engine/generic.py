@@ -7,14 +7,14 @@ of cell ``i``; logits are read at the last position only.
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from patchlab.core.errors import Cancelled
 from patchlab.core.metrics import RAW
-from patchlab.engine.context import SweepContext, StopFlag, check_stop, hook_name
+from patchlab.engine.context import StopFlag, SweepContext, check_stop, hook_name
 from patchlab.engine.memory import choose_batch, is_oom
 from patchlab.engine.quantities import last_quantities
 

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from patchlab.core.errors import InputError
 from patchlab.core.pairs import PromptPair
 from patchlab.core.targets import get_target
-from patchlab.core.errors import InputError
 from patchlab.engine.context import hook_name, row_shape
 from patchlab.engine.generic import set_cells
 from patchlab.engine.quantities import last_quantities, top_k

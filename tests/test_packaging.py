@@ -1,0 +1,50 @@
+"""The wheel carries resources/ and the default model loads from an installed copy."""
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    pytest.importorskip("hatchling")
+    out = tmp_path_factory.mktemp("wheel")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (whl,) = out.glob("patchlab-*.whl")
+    return whl
+
+
+def test_wheel_contains_resources_and_entry_point(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.startswith("patchlab/_resources/models/") and n.endswith("config.json") for n in names) or \
+        any(n.startswith("patchlab/_resources/models/") for n in names)
+    assert any(n.startswith("patchlab/_resources/examples/") for n in names)
+    entry = [n for n in names if n.endswith("entry_points.txt")]
+    assert entry and "patchlab = patchlab.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
+
+
+def test_default_model_loads_from_the_installed_wheel(wheel, tmp_path):
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    env = dict(os.environ, PYTHONPATH=str(site), HF_HUB_OFFLINE="1")
+    env.pop("PATCHLAB_RESOURCES", None)
+    code = (
+        "import patchlab, patchlab.core.resources as r\n"
+        "assert str(r.resources_dir()).startswith(%r), r.resources_dir()\n"
+        "m = patchlab.load_model(device='cpu')\n"
+        "ex = patchlab.examples(m)[0]\n"
+        "res = patchlab.patch(m, ex.pair, target='resid_pre')\n"
+        "print('ok', patchlab.model_info(m).name, res.values.shape)\n"
+    ) % str(site)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
