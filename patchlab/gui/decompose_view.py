@@ -37,13 +37,13 @@ class DecomposeView(QWidget):
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground(None)
         self.title_item = self.graphics.addLabel("", row=0, col=0, colspan=3, size="11pt")
-        self.lens = self.graphics.addPlot(row=1, col=0, colspan=3, title="Logit lens: logit difference of the accumulated residual")
+        self.lens = self.graphics.addPlot(row=1, col=0, title="Logit lens: logit difference of the accumulated residual")
         self.lens.addLegend(offset=(10, 10))
         self.lens.showGrid(y=True, alpha=0.3)
-        self.bars = self.graphics.addPlot(row=2, col=0, title="Direct logit attribution per component")
-        self.bars.addLegend(offset=(10, 10))
+        self.bars = self.graphics.addPlot(row=2, col=0, colspan=3, title=(
+            "Direct logit attribution per component (blue: clean, orange: corrupted)"))
         self.bars.showGrid(y=True, alpha=0.3)
-        self.heads = self.graphics.addPlot(row=2, col=1, title="Direct logit attribution per head")
+        self.heads = self.graphics.addPlot(row=1, col=1, title="Direct logit attribution per head")
         self.heads.invertY(True)
         self.heads.setMouseEnabled(x=False, y=False)
         self.head_img = pg.ImageItem(axisOrder="row-major")
@@ -51,10 +51,12 @@ class DecomposeView(QWidget):
         self.head_bar = pg.ColorBarItem(values=(-1, 1), colorMap=CMAPS[False], interactive=False,
                                         width=15, label="logit difference")
         self.head_bar.setImageItem(self.head_img)
-        self.graphics.addItem(self.head_bar, row=2, col=2)
+        self.graphics.addItem(self.head_bar, row=1, col=2)
+        self.head_bar.axis.enableAutoSIPrefix(False)
         for p in (self.lens, self.bars, self.heads):
             p.hideButtons()
             p.setMenuEnabled(False)
+            p.getAxis("left").enableAutoSIPrefix(False)
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -75,6 +77,7 @@ class DecomposeView(QWidget):
         step = max(1, len(x) // 12)
         self.lens.getAxis("bottom").setTicks([[(i, result.lens_labels[i]) for i in range(0, len(x), step)]])
         self.lens.setLabel("left", "logit difference")
+        self.lens.setXRange(-0.5, len(x) - 0.5, padding=0)
 
         self.bars.clear()
         n = len(result.component_labels)
@@ -82,7 +85,9 @@ class DecomposeView(QWidget):
         for r, run in enumerate(("clean", "corrupted")):
             self.bars.addItem(pg.BarGraphItem(x=xs + (r - 0.5) * 0.4, height=result.components[r],
                                               width=0.4, brush=COLOURS[run], name=run))
-        self.bars.getAxis("bottom").setTicks([[(i, lab) for i, lab in enumerate(result.component_labels)]])
+        step = max(1, n // 14)
+        self.bars.getAxis("bottom").setTicks([[(i, lab) for i, lab in enumerate(result.component_labels)
+                                               if i % step == 0 or i == n - 1]])
         self.bars.setLabel("left", "logit difference")
         self.note.setText(f"clean total {result.total[0]:+.3f}, corrupted total {result.total[1]:+.3f}")
         self._draw_heads()

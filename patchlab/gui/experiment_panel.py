@@ -78,6 +78,7 @@ class ExperimentPanel(QWidget):
         self.cancel_btn.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m cells")
+        self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress_text = QLabel(" ")
 

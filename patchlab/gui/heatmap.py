@@ -83,10 +83,12 @@ class HeatmapView(QWidget):
         self.colorbar = pg.ColorBarItem(values=(-1, 1), colorMap=CMAPS[False], interactive=False,
                                         width=15, label="")
         self.colorbar.setImageItem(self.image)
+        self.colorbar.axis.enableAutoSIPrefix(False)
         self.graphics.addItem(self.colorbar, row=1, col=1)
         self.marker = QGraphicsRectItem()
         pen = QPen(QColor(255, 200, 0))
-        pen.setWidthF(0.08)
+        pen.setCosmetic(True)  # width in pixels, whatever the cell size
+        pen.setWidth(3)
         self.marker.setPen(pen)
         self.marker.setVisible(False)
         self.plot.addItem(self.marker)

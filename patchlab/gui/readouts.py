@@ -48,7 +48,7 @@ class ReadoutPanel(QWidget):
             self.labels[key], self.boxes[key] = label, box
         self.attention = pg.GraphicsLayoutWidget()
         self.attention.setBackground(None)
-        self.attention.setMinimumHeight(180)
+        self.attention.setMinimumHeight(240)
         self.att_title = self.attention.addLabel("Click a head cell to see its attention pattern",
                                                  row=0, col=0, colspan=2)
         self.att_plots = {}
@@ -94,7 +94,8 @@ class ReadoutPanel(QWidget):
             pattern = np.asarray(data[which], dtype=np.float64)
             self.att_images[which].setImage(pattern, levels=(0.0, 1.0), autoLevels=False)
             toks = data.get(f"{which}_tokens", [])
-            ticks = [(i + 0.5, t) for i, t in enumerate(toks)]
+            step = max(1, len(toks) // 12)  # fewer labels than rows keeps them readable
+            ticks = [(i + 0.5, t) for i, t in enumerate(toks) if i % step == 0]
             plot = self.att_plots[which]
             plot.getAxis("left").setTicks([ticks])
             plot.getAxis("bottom").setTicks([ticks])
