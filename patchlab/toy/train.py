@@ -29,13 +29,23 @@ EVAL_SEED = 98765
 #: The models: native TransformerBridge configs plus training hyper-parameters.
 SPECS: dict[str, dict] = {
     "toy-attn2": {
-        "description": "2-layer attention-only transformer (4 heads/layer): bigrams, "
+        "description": "2-layer attention-only transformer (4 heads/layer, rotary): bigrams, "
         "skip-trigrams, verb-object association and induction. The default model.",
         "config": {
-            "n_layers": 2, "d_model": 64, "n_heads": 4, "d_head": 16, "n_ctx": SEQ_LEN,
-            "attn_only": True, "normalization_type": "LN", "positional_embedding_type": "standard",
+            "n_layers": 2, "d_model": 128, "n_heads": 4, "d_head": 32, "n_ctx": SEQ_LEN,
+            "attn_only": True, "normalization_type": "LN", "positional_embedding_type": "rotary",
         },
-        "steps": 3000, "batch": 32, "lr": 3e-3, "seed": 0,
+        "steps": 4000, "batch": 32, "lr": 2e-3, "seed": 0,
+        "notes": [
+            "SURPRISE / KNOWN GAP: within this CPU budget (4000 steps x 32 x 64 tokens) the "
+            "model has NOT formed an induction head: induction top-1 on held-out text is near "
+            "chance and no L1 head scores high on repeated random fillers (see head_scores). "
+            "Training-time accuracy on repeated random runs was still rising (0.24 at the end), "
+            "so a longer run is the first thing to try.",
+            "Bigram, skip-trigram and verb-object rules are learned to their true probabilities; "
+            "both skip-trigram and verb-object information is moved by single heads that attend "
+            "from the query token to the earlier key token (see circuits_found).",
+        ],
     },
     "toy-solu1": {
         "description": "1-layer transformer with a SoLU MLP (act_fn='solu_ln', 4 heads): "
@@ -47,6 +57,10 @@ SPECS: dict[str, dict] = {
             "positional_embedding_type": "standard",
         },
         "steps": 2000, "batch": 32, "lr": 3e-3, "seed": 0,
+        "notes": [
+            "As expected for one layer, induction fails (near-chance top-1); its induction "
+            "examples are negative controls.",
+        ],
     },
 }
 
@@ -60,10 +74,40 @@ def full_config(name: str) -> dict:
     }
 
 
+REPEAT_FRACTION = 0.4  # share of extra training documents that are a repeated filler run
+
+
+def repeat_documents(seed: int, n: int, length: int = SEQ_LEN) -> np.ndarray:
+    """Token ids of ``n`` induction warm-up documents: ``<bos> R R F`` with ``R`` a run of
+    5-31 distinct random fillers and ``F`` fresh fillers up to ``length``."""
+    from patchlab.toy.language import FILLERS
+
+    ids = {w: i for i, w in enumerate(vocabulary())}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        h = int(rng.integers(5, (length - 1) // 2 + 1))
+        run = [ids[f] for f in rng.choice(FILLERS, size=length - 1 - h, replace=False)]
+        rows.append([ids["<bos>"], *run[:h], *run[:h], *run[h:]][:length])
+    return np.array(rows, dtype=np.int64)
+
+
 def encode(docs) -> np.ndarray:
     """Token ids ``[n_docs, seq]`` of sampled documents."""
     ids = {w: i for i, w in enumerate(vocabulary())}
     return np.array([[ids[t] for t in d.tokens] for d in docs], dtype=np.int64)
+
+
+@torch.no_grad()
+def _induction_acc(model) -> float:
+    from patchlab.toy.evaluate import repeated_random_tokens
+
+    toks = repeated_random_tokens(0, n=10, half=20)
+    was = model.training
+    model.eval()
+    hit = (model(toks)[:, 21:-1].argmax(-1) == toks[:, 22:]).float().mean().item()
+    model.train(was)
+    return hit
 
 
 def train_model(name: str, data: np.ndarray, steps: int, *, log=print) -> tuple[torch.nn.Module, dict]:
@@ -122,7 +166,8 @@ def train_model(name: str, data: np.ndarray, steps: int, *, log=print) -> tuple[
         sched.step()
         losses.append(loss.item())
         if step % 250 == 0 or step == steps - 1:
-            log(f"{name} step {step:5d} loss {np.mean(losses[-50:]):.4f}")
+            log(f"{name} step {step:5d} loss {np.mean(losses[-50:]):.4f} "
+                f"induction acc {_induction_acc(model):.2f}")
     model.eval()
     info = {
         "steps": steps, "batch_size": spec["batch"], "lr": spec["lr"], "optimizer": "AdamW",
@@ -148,13 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.use_deterministic_algorithms(True)
     t0 = time.perf_counter()
     docs = sample_documents(DATA_SEED, args.docs, SEQ_LEN)
-    data = encode(docs)
+    data = np.concatenate([encode(docs), repeat_documents(
+        DATA_SEED + 1, int(len(docs) * REPEAT_FRACTION / (1 - REPEAT_FRACTION)))])
     print(f"sampled {len(docs)} training documents in {time.perf_counter() - t0:.1f}s")
     heldout = sample_documents(EVAL_SEED, args.eval_docs, SEQ_LEN)
     for name in args.only or list(SPECS):
         steps = args.steps if args.steps is not None else SPECS[name]["steps"]
         model, info = train_model(name, data, steps)
-        info.update(documents=len(docs), seq_len=SEQ_LEN, data_seed=DATA_SEED,
+        info.update(documents=len(docs), repeat_documents=len(data) - len(docs),
+                    seq_len=SEQ_LEN, data_seed=DATA_SEED,
                     tokens_seen=steps * SPECS[name]["batch"] * SEQ_LEN)
         out = args.out / name
         save_model(model, full_config(name), out)
