@@ -69,8 +69,13 @@ def make_window(settings: QSettings | None = None, autosave_path: Path | None = 
 
 def run_app(argv: list[str] | None = None) -> int:
     """Open the main window; the default model loads in the background. Returns the exit code."""
-    app = ensure_app(argv if argv is not None else sys.argv[1:])
-    window = make_window(autosave_path=default_autosave_path())
+    argv = list(argv if argv is not None else sys.argv[1:])
+    sessions = [a for a in argv if a.endswith(".patchlab")]
+    app = ensure_app([a for a in argv if a not in sessions])
+    window = make_window(autosave_path=default_autosave_path(), restore=not sessions,
+                         load_default=not sessions)
+    if sessions and not window.open_session(sessions[0]):
+        window.load_model("", "auto", "float32", "compat")  # the message says why
     window.resize(1400, 900)
     window.show()
     return int(app.exec())

@@ -64,6 +64,7 @@ class MainWindow(MenusMixin, QMainWindow):
         self._pairs_ok = False
         self._tokens: tuple[list[str], list[str]] | None = None
         self._loading_name = ""
+        self.last_error: str | None = None  # the last message shown for a failure
 
         self.model_panel = ModelPanel(list_embedded(), available_devices())
         self.pair_editor = PairEditor()
@@ -212,6 +213,7 @@ class MainWindow(MenusMixin, QMainWindow):
         s = self.experiment.settings()
         pairs = self.pair_editor.pairs()
         sweep = _engine()[1]
+        self.last_error = None
         self._run = {"settings": s, "pairs": pairs, "model": self.model_info().name,
                      "tokens": self._tokens}
         self.result = None
@@ -268,6 +270,8 @@ class MainWindow(MenusMixin, QMainWindow):
                                             f"{self._loading_name}: {out.error}</span>{keep}")
             self.statusBar().showMessage(f"Model load failed.{keep}", 10000)
             self.last_error = out.error
+            if prev is None and self._loading_name != "default model":
+                self.load_model("", "auto", "float32", "compat")  # e.g. a restored session's model is gone
 
     def _done_sweep(self, out: Outcome) -> None:
         self.experiment.set_running(False)
@@ -344,6 +348,7 @@ class MainWindow(MenusMixin, QMainWindow):
     def _done_decompose(self, out: Outcome) -> None:
         if out.error:
             self.decompose_view.note.setText(f"Decomposition failed: {out.error}")
+            self.last_error = out.error
             return
         self.decomposition = out.value
         self.show_decomposition()

@@ -5,3 +5,16 @@ WAIT_MS = 90_000
 
 def wait_idle(qtbot, window, timeout=WAIT_MS):
     qtbot.waitUntil(lambda: window.controller.is_idle(), timeout=timeout)
+
+
+def wait_result(qtbot, window, timeout=WAIT_MS):
+    """Wait for a sweep result; a failure shows its message instead of a bare timeout."""
+    qtbot.waitUntil(lambda: window.result is not None or bool(window.last_error), timeout=timeout)
+    assert window.last_error is None, window.last_error
+    wait_idle(qtbot, window, timeout)
+    return window.result
+
+
+def wait_progress(qtbot, window, timeout=WAIT_MS):
+    qtbot.waitUntil(lambda: window.experiment.progress.value() > 0 or bool(window.last_error), timeout=timeout)
+    assert window.last_error is None, window.last_error

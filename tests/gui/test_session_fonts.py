@@ -3,14 +3,14 @@
 import json
 
 import numpy as np
-from guihelpers import WAIT_MS, wait_idle
+from guihelpers import WAIT_MS, wait_idle, wait_result
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QFont, QFontDatabase, QFontMetrics, QImage, QPainter
 
 
 def _run(qtbot, w):
     assert w.run()
-    qtbot.waitUntil(lambda: w.result is not None, timeout=WAIT_MS)
+    wait_result(qtbot, w)
     wait_idle(qtbot, w)
 
 
