@@ -69,12 +69,13 @@ def _project(cache: Any, stack: torch.Tensor, d: torch.Tensor) -> np.ndarray:
 
 
 def _one_run(model: Any, tokens: torch.Tensor, direction: _Direction) -> dict[str, Any]:
-    parallel = bool(getattr(model.cfg, "parallel_attn_mlp", False))
+    # no mid-layer residual with parallel attention+MLP or without MLPs
+    no_mid = bool(getattr(model.cfg, "parallel_attn_mlp", False) or getattr(model.cfg, "attn_only", False))
     logits, cache = model.run_with_cache(tokens)
     comps, comp_labels = cache.decompose_resid(layer=-1, pos_slice=-1, return_labels=True)
     heads, _ = cache.stack_head_results(layer=-1, pos_slice=-1, return_labels=True)
     lens, lens_labels = cache.accumulated_resid(
-        layer=None, incl_mid=not parallel, pos_slice=-1, apply_ln=True, return_labels=True
+        layer=None, incl_mid=not no_mid, pos_slice=-1, apply_ln=True, return_labels=True
     )
     comp_vals = _project(cache, comps, direction.resid)
     head_vals = _project(cache, heads, direction.resid).reshape(model.cfg.n_layers, -1)

@@ -113,3 +113,14 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]  # no temp file left behind
     with pytest.raises(PatchlabError, match="does not exist"):
         atomic_write_text(tmp_path / "missing" / "x.csv", "x")
+
+
+def test_atomic_write_follows_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "fig.csv", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

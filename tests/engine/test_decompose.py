@@ -52,3 +52,13 @@ def test_json_round_trip(model, pair, tmp_path):
     np.testing.assert_allclose(back.heads, res.heads)
     assert back.component_labels == res.component_labels
     assert "component,clean,embed" in res.to_csv()
+
+
+def test_attention_only_model_decomposes():
+    model = patchlab.load_model("toy-attn2", device="cpu")
+    pair = patchlab.examples(model)[0].pair
+    res = patchlab.decompose(model, pair)
+    assert not any("mlp" in label for label in res.component_labels)
+    assert not any("mid" in label for label in res.lens_labels)
+    np.testing.assert_allclose(res.components.sum(axis=1), res.total, atol=1e-3)
+    np.testing.assert_allclose(res.logit_lens[:, -1], res.total, atol=1e-3)
