@@ -1,7 +1,6 @@
 """The full user flow: model, example, run, click a cell, readouts, exports."""
 
 import numpy as np
-import pytest
 from guihelpers import WAIT_MS, wait_idle, wait_result
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
