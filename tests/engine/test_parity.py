@@ -1,4 +1,8 @@
-"""Parity with TransformerLens's own get_act_patch_* functions (the correctness oracle)."""
+"""Parity with TransformerLens's own get_act_patch_* functions (the correctness oracle).
+
+Every target and direction runs on both exact engines; TransformerLens's slow per-cell loop
+is computed once per case and shared between them.
+"""
 
 import numpy as np
 import pytest
@@ -10,10 +14,39 @@ from patchlab.core.targets import TARGETS
 from patchlab.engine.tokens import tokenize_pairs
 
 TOL = 1e-4
+ENGINES = {"fast": "fast-torch", "generic": "generic-hooks"}
+# short prompts keep TransformerLens's one-pass-per-cell reference affordable
+SHORT_PAIRS = [
+    ("John gave a drink to", "Mary gave a drink to", " Mary", " John"),
+    ("Mary gave a book to", "John gave a book to", " John", " Mary"),
+]
+_REFERENCES: dict = {}
+
+
+@pytest.fixture
+def pair():
+    return patchlab.PromptPair(*SHORT_PAIRS[0])
+
+
+@pytest.fixture
+def pairs():
+    return [patchlab.PromptPair(*p) for p in SHORT_PAIRS]
+
+
+@pytest.fixture(params=list(ENGINES))
+def engine(request):
+    return request.param
 
 
 def reference(model, pairs, target, direction, metric):
-    """TransformerLens's per-cell loop on the batch of pairs, under no_grad."""
+    """TransformerLens's per-cell loop on the batch of pairs, under no_grad (memoised)."""
+    key = (id(model), tuple(p.clean for p in pairs), target, direction, metric)
+    if key not in _REFERENCES:
+        _REFERENCES[key] = _reference(model, pairs, target, direction, metric)
+    return _REFERENCES[key]
+
+
+def _reference(model, pairs, target, direction, metric):
     tps = tokenize_pairs(model, pairs)
     clean = torch.cat([tp.clean for tp in tps])
     corrupted = torch.cat([tp.corrupted for tp in tps])
@@ -47,12 +80,13 @@ TL_TARGETS = [t for t in TARGETS if t != "resid_post"]
 
 @pytest.mark.parametrize("direction", ["denoise", "noise"])
 @pytest.mark.parametrize("target", TL_TARGETS)
-def test_every_target_matches_transformer_lens(model, pair, target, direction):
+def test_every_target_matches_transformer_lens(model, pair, target, direction, engine):
     if target == "resid_mid" and model.cfg.parallel_attn_mlp:
         with pytest.raises(patchlab.TargetUnavailableError, match="parallel"):
-            patchlab.patch(model, pair, target=target, direction=direction)
+            patchlab.patch(model, pair, target=target, direction=direction, engine=engine)
         return
-    ours = patchlab.patch(model, pair, target=target, direction=direction, metric="logit_diff")
+    ours = patchlab.patch(model, pair, target=target, direction=direction, metric="logit_diff", engine=engine)
+    assert ours.meta["engine_path"] == ENGINES[engine], ours.meta["fallback_reason"]
     ref = reference(model, [pair], target, direction, "logit_diff")
     assert ours.values.shape == ref.shape
     assert ours.meta["complete"]
@@ -60,28 +94,34 @@ def test_every_target_matches_transformer_lens(model, pair, target, direction):
 
 
 @pytest.mark.parametrize("metric", ["logit_diff_recovered", "answer_prob", "answer_logprob"])
-def test_metrics_and_pair_averaging_match_reference(model, pairs, metric):
-    ours = patchlab.patch(model, pairs, target="attn_head_out_by_pos", metric=metric)
+def test_metrics_and_pair_averaging_match_reference(model, pairs, metric, engine):
+    ours = patchlab.patch(model, pairs, target="attn_head_out_by_pos", metric=metric, engine=engine)
+    assert ours.meta["engine_path"] == ENGINES[engine]
     ref = reference(model, pairs, "attn_head_out_by_pos", "denoise", metric)
     np.testing.assert_allclose(ours.values, ref, atol=TOL, rtol=0)
     assert ours.per_pair.shape == (2, *ours.values.shape)
 
 
-def test_small_batches_give_the_same_values(model, pair):
-    a = patchlab.patch(model, pair, target="attn_head_out_by_pos", metric="logit_diff", batch_size=3)
-    b = patchlab.patch(model, pair, target="attn_head_out_by_pos", metric="logit_diff", batch_size=64)
+@pytest.mark.parametrize("target", ["attn_head_out_by_pos", "resid_pre", "attn_head_k_by_pos"])
+def test_small_batches_give_the_same_values(model, pair, engine, target):
+    a = patchlab.patch(model, pair, target=target, metric="logit_diff", batch_size=3, engine=engine)
+    b = patchlab.patch(model, pair, target=target, metric="logit_diff", batch_size=64, engine=engine)
     np.testing.assert_allclose(a.values, b.values, atol=TOL, rtol=0)
 
 
-def test_resid_mid_at_last_position_equals_resid_pre_of_next_layer(model, pair):
+def test_resid_post_agrees_between_engines_and_with_resid_pre(model, pair):
+    fast = patchlab.patch(model, pair, target="resid_post", metric="logit_diff", engine="fast")
+    generic = patchlab.patch(model, pair, target="resid_post", metric="logit_diff", engine="generic")
+    np.testing.assert_allclose(fast.values, generic.values, atol=TOL, rtol=0)
+    pre = patchlab.patch(model, pair, target="resid_pre", metric="logit_diff")
+    # the last position's residual after block L is the one before block L+1
+    np.testing.assert_allclose(fast.values[:-1], pre.values[1:], atol=TOL, rtol=0)
+
+
+def test_resid_mid_at_last_position_is_finite(model, pair):
     if model.cfg.parallel_attn_mlp:
         pytest.skip("no resid_mid in parallel attention")
     mid = patchlab.patch(model, pair, target="resid_mid", metric="logit_diff")
-    pre = patchlab.patch(model, pair, target="resid_pre", metric="logit_diff")
-    post = patchlab.patch(model, pair, target="resid_post", metric="logit_diff")
-    # the last position's residual after block L is the one before block L+1
-    np.testing.assert_allclose(post.values[:-1], pre.values[1:], atol=TOL, rtol=0)
-    # mid-layer patching at the final position: only that position's MLP reads it
     assert np.isfinite(mid.values).all()
 
 
@@ -93,8 +133,9 @@ def test_patching_every_position_of_last_resid_post_reproduces_source(model, pai
     assert ld.values[-1, -1] == pytest.approx(ld.meta["runs"]["clean"]["logit_diff"], abs=1e-4)
 
 
-def test_noise_direction_patches_corrupted_into_clean(model, pair):
+def test_noise_direction_patches_corrupted_into_clean(model):
+    # a shared first word: position 0 is the same token even without a BOS token (NeoX)
+    pair = patchlab.PromptPair("Alice saw John gave a drink to", "Alice saw Mary gave a drink to", " Mary", " John")
     res = patchlab.patch(model, pair, target="resid_pre", direction="noise", metric="logit_diff")
-    # patching the whole corrupted residual at layer 0, last position, into the clean run
-    # changes only what the last position sees; first position's patch changes nothing
+    # the first position is the same token in both prompts: patching it changes nothing
     assert res.values[0, 0] == pytest.approx(res.meta["runs"]["clean"]["logit_diff"], abs=1e-4)

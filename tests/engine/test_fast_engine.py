@@ -1,0 +1,90 @@
+"""The fast exact engine: path selection, self-verification, fallbacks, batching, cancel."""
+
+import numpy as np
+import pytest
+import torch
+
+import patchlab
+from patchlab.engine.context import prepare
+from patchlab.engine.fast import backend
+
+PAIR = ("John gave a drink to", "Mary gave a drink to", " Mary", " John")
+
+
+@pytest.fixture
+def pair():
+    return patchlab.PromptPair(*PAIR)
+
+
+def test_auto_picks_the_fast_path_on_supported_architectures(model, pair):
+    res = patchlab.patch(model, pair, target="attn_head_out_all_pos")
+    assert res.meta["engine_path"] == "fast-torch"
+    assert res.meta["fallback_reason"] == ""
+
+
+def test_a_forward_that_disagrees_with_the_bridge_falls_back(model, pair, monkeypatch):
+    good = backend.weights_for(model)
+    broken = backend.extract(model)
+    # a wrong weight must never give numbers (a non-constant shift: LayerNorm removes constants)
+    broken.layers[-1].b_O = broken.layers[-1].b_O + torch.linspace(-1, 1, broken.layers[-1].b_O.shape[0])
+    monkeypatch.setattr(backend, "weights_for", lambda m: broken)
+    res = patchlab.patch(model, pair, target="resid_pre", engine="auto", metric="logit_diff")
+    assert res.meta["engine_path"] == "generic-hooks"
+    assert "differs" in res.meta["fallback_reason"]
+    with pytest.raises(patchlab.InputError, match="fast engine does not apply"):
+        patchlab.patch(model, pair, target="resid_pre", engine="fast")
+    monkeypatch.setattr(backend, "weights_for", lambda m: good)
+    assert patchlab.patch(model, pair, target="resid_pre").meta["engine_path"] == "fast-torch"
+
+
+def test_unknown_architecture_features_give_a_reason(model, pair, monkeypatch):
+    monkeypatch.setattr(model.cfg, "use_local_attn", True, raising=False)
+    backend._WEIGHTS.pop(model, None)
+    try:
+        res = patchlab.patch(model, pair, target="attn_out", metric="logit_diff")
+    finally:
+        monkeypatch.undo()
+        backend._WEIGHTS.pop(model, None)
+    assert res.meta["engine_path"] == "generic-hooks"
+    assert "use_local_attn" in res.meta["fallback_reason"]
+
+
+def test_unpatched_forward_matches_the_bridge_logits(model, pair):
+    w = backend.weights_for(model)
+    ctx = prepare(model, pair, target="resid_pre")
+    with torch.inference_mode():
+        ours = backend.base_run(w, ctx.pairs[0].clean).last_logits
+        theirs = model(ctx.pairs[0].clean)[0, -1]
+    np.testing.assert_allclose(torch.log_softmax(ours, -1), torch.log_softmax(theirs, -1), atol=1e-4)
+
+
+def test_chunks_cover_every_cell_once():
+    starts = np.array([0, 5, 5, 3, 7, 7, 7, 1, 0, 6])
+    groups = backend.chunks(starts, n_pos=8, bs=3)
+    flat = np.concatenate(groups)
+    assert sorted(flat.tolist()) == list(range(len(starts)))
+    assert all(len(g) <= 3 for g in groups)
+
+
+def test_cancel_between_chunks_returns_partial_rows(model, pair):
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    res = patchlab.patch(model, pair, target="attn_head_out_by_pos", batch_size=4, stop=stop)
+    assert res.meta["engine_path"] == "fast-torch"
+    assert not res.meta["complete"]
+    assert np.isnan(res.values[-1]).all()
+
+
+def test_rows_arrive_in_layer_order_with_raw_quantities(model, pair):
+    from patchlab.engine.sweep import iter_patch
+
+    layers = []
+    gen = iter_patch(model, pair, target="mlp_out" if not model.cfg.attn_only else "attn_out", engine="fast")
+    for event in gen:
+        layers.append(event.layer)
+        assert set(event.raw) == set(patchlab.core.metrics.RAW)
+    assert layers == list(range(model.cfg.n_layers))
