@@ -40,11 +40,11 @@ def test_default_model_loads_from_the_installed_wheel(wheel, tmp_path):
     env.pop("PATCHLAB_RESOURCES", None)
     code = (
         "import patchlab, patchlab.core.resources as r\n"
-        "assert str(r.resources_dir()).startswith(%r), r.resources_dir()\n"
+        f"assert str(r.resources_dir()).startswith({str(site)!r}), r.resources_dir()\n"
         "m = patchlab.load_model(device='cpu')\n"
         "ex = patchlab.examples(m)[0]\n"
         "res = patchlab.patch(m, ex.pair, target='resid_pre')\n"
         "print('ok', patchlab.model_info(m).name, res.values.shape)\n"
-    ) % str(site)
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
