@@ -90,8 +90,12 @@ def sequence_scores(bridge, seed: int = 0, half: int = 20) -> dict[str, np.ndarr
     return {"previous_token": np.array(prev), "induction": np.array(ind)}
 
 
-def rule_attention(bridge, docs: list[Document], rule: str) -> np.ndarray:
-    """Mean attention ``[layer, head]`` from each ``rule`` query token to its key token."""
+def rule_attention(bridge, docs: list[Document], rule: str, offset: int = 0) -> np.ndarray:
+    """Mean attention ``[layer, head]`` from each ``rule`` query token to its key token.
+
+    ``offset=1`` measures attention to the token right after the key instead (where a
+    previous-token head has copied the key: a two-hop route to the same information).
+    """
     toks = torch.tensor([[IDS[t] for t in d.tokens] for d in docs])
     pats = patterns(bridge, toks)
     out = np.zeros((len(pats), pats[0].shape[1]))
@@ -102,7 +106,8 @@ def rule_attention(bridge, docs: list[Document], rule: str) -> np.ndarray:
                 continue
             count += 1
             for layer, pat in enumerate(pats):
-                out[layer] += pat[i, :, t.pos, t.key].numpy()
+                if t.key + offset < t.pos:
+                    out[layer] += pat[i, :, t.pos, t.key + offset].numpy()
     return out / max(count, 1)
 
 
@@ -130,12 +135,13 @@ def make_card(name: str, description: str, model_dir, info: dict, heldout: list[
         "previous_token": seq["previous_token"],
         "induction": seq["induction"],
         "skip_query_to_place": rule_attention(bridge, sub, "skip"),
+        "skip_query_to_after_place": rule_attention(bridge, sub, "skip", offset=1),
         "verbobj_query_to_activity": rule_attention(bridge, sub, "verbobj"),
     }
     n_layers = bridge.cfg.n_layers
     found = {
         "previous_token_head": _best(heads["previous_token"], 0),
-        "skip_trigram_head": _best(heads["skip_query_to_place"]),
+        "skip_trigram_head": _best(np.maximum(heads["skip_query_to_place"], heads["skip_query_to_after_place"])),
         "verb_object_head": _best(heads["verbobj_query_to_activity"]),
     }
     if n_layers > 1:

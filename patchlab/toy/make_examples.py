@@ -53,13 +53,18 @@ def select(bridge, model_name: str, seed: int = 2024) -> list[dict]:
         for k, (ok, p_clean, _, pair, p_wrong) in enumerate(chosen, start=1):
             note = "" if ok else (" The model does NOT solve this rule (its top-1 is another "
                                   "token): a negative control.")
-            rows.append({
+            row = {
                 "model": model_name, "name": f"{rule}-{k}", "rule": rule,
                 "description": f"{WHAT[rule]} Clean P(answer) = {p_clean:.3f}; corrupted "
                                f"P(wrong) = {p_wrong:.3f} (measured by make_examples).{note}",
                 **pair.to_dict(),
-            })
-    return rows
+            }
+            rows.append((not ok, row))
+    # lead with the rules the model solves, the most structured first (induction), so the
+    # first example (what the app and CLI open with) shows a circuit worth looking at
+    order = {rule: i for i, rule in enumerate(("induction", "skip", "verbobj", "bigram"))}
+    rows.sort(key=lambda r: (r[0] and r[1]["rule"] == "induction", order[r[1]["rule"]]))
+    return [row for _, row in rows]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,8 +48,6 @@ def test_toy_attn2_solves_its_clean_examples(model):
         assert int(model(toks)[0, -1].argmax()) == int(ans), ex.name
 
 
-@pytest.mark.xfail(reason="toy-attn2 has not formed an induction head yet (see its card)",
-                   strict=False)
 def test_toy_head_patching_ranks_the_induction_head_first(model, induction_head):
     res = patchlab.patch(model, _pairs("induction"), target="attn_head_out_all_pos",
                          metric="logit_diff_recovered", direction="denoise")
@@ -59,8 +57,6 @@ def test_toy_head_patching_ranks_the_induction_head_first(model, induction_head)
     assert tuple(int(i) for i in best) == induction_head, values
 
 
-@pytest.mark.xfail(reason="toy-attn2 has not formed an induction head yet (see its card)",
-                   strict=False)
 def test_toy_dla_puts_the_induction_head_among_top_contributors(model, induction_head):
     layer, head = induction_head
     for pair in _pairs("induction"):
