@@ -5,21 +5,19 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from patchlab._version import __version__
 from patchlab.core.errors import SessionFileError
-from patchlab.core.io import atomic_write_text, dump_json, read_json
-from patchlab.core.result import RUN_FORMAT, RUN_FORMAT_VERSION, _nan_array, check_record
+from patchlab.core.result import RUN_FORMAT, RUN_FORMAT_VERSION, RunRecord, _nan_array, check_record
 
 RUNS = ("clean", "corrupted")
 
 
 @dataclass
-class DecomposeResult:
+class DecomposeResult(RunRecord):
     """Direct logit attribution for the clean and the corrupted run.
 
     Every array has a leading axis ``run`` of length 2 (clean, corrupted); each value is a
@@ -74,9 +72,6 @@ class DecomposeResult:
                 w.writerow(["logit_lens", run, label, "", "", repr(float(v))])
         return out.getvalue()
 
-    def save_csv(self, path: str | Path) -> Path:
-        return atomic_write_text(path, self.to_csv())
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": RUN_FORMAT,
@@ -110,12 +105,3 @@ class DecomposeResult:
         except (KeyError, TypeError, ValueError) as exc:
             raise SessionFileError(f"The decomposition record is malformed ({exc}).") from exc
 
-    def to_json(self) -> str:
-        return dump_json(self.to_dict())
-
-    def save_json(self, path: str | Path) -> Path:
-        return atomic_write_text(path, self.to_json())
-
-    @classmethod
-    def load_json(cls, path: str | Path) -> DecomposeResult:
-        return cls.from_dict(read_json(path, "run record"))

@@ -26,8 +26,25 @@ def _nan_array(data) -> np.ndarray:
     return arr.astype(np.float64)
 
 
+class RunRecord:
+    """JSON and CSV file methods shared by result classes (``to_dict``/``from_dict``/``to_csv``)."""
+
+    def to_json(self) -> str:
+        return dump_json(self.to_dict())  # type: ignore[attr-defined]
+
+    def save_json(self, path: str | Path) -> Path:
+        return atomic_write_text(path, self.to_json())
+
+    def save_csv(self, path: str | Path) -> Path:
+        return atomic_write_text(path, self.to_csv())  # type: ignore[attr-defined]
+
+    @classmethod
+    def load_json(cls, path: str | Path):
+        return cls.from_dict(read_json(path, "run record"))  # type: ignore[attr-defined]
+
+
 @dataclass
-class PatchResult:
+class PatchResult(RunRecord):
     """The outcome of a patching sweep.
 
     Attributes
@@ -113,9 +130,6 @@ class PatchResult:
             writer.writerow(row)
         return out.getvalue()
 
-    def save_csv(self, path: str | Path) -> Path:
-        return atomic_write_text(path, self.to_csv())
-
     # -- JSON run record ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,15 +162,6 @@ class PatchResult:
         except (KeyError, TypeError, ValueError) as exc:
             raise SessionFileError(f"The run record is malformed ({exc}).") from exc
 
-    def to_json(self) -> str:
-        return dump_json(self.to_dict())
-
-    def save_json(self, path: str | Path) -> Path:
-        return atomic_write_text(path, self.to_json())
-
-    @classmethod
-    def load_json(cls, path: str | Path) -> PatchResult:
-        return cls.from_dict(read_json(path, "run record"))
 
 
 def check_record(data: Any, kind: str) -> None:
