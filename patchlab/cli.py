@@ -173,6 +173,14 @@ def _out_dir(path: Path | None) -> Path | None:
     return path
 
 
+def _write(record, out: Path | None, stem: str) -> None:
+    """Write ``stem.csv`` and ``stem.json`` (atomically) when ``--out`` was given."""
+    if out:
+        record.save_csv(out / f"{stem}.csv")
+        record.save_json(out / f"{stem}.json")
+        print(f"wrote {out / f'{stem}.csv'} and {out / f'{stem}.json'}")
+
+
 # -- commands ------------------------------------------------------------------------------
 def cmd_sweep(args) -> int:
     from patchlab.engine.sweep import iter_patch
@@ -203,10 +211,7 @@ def cmd_sweep(args) -> int:
     print("  top cells:")
     for index, value in result.top_cells(5):
         print(f"    {result.cell_label(index)}: {value:+.4f}")
-    if out:
-        result.save_csv(out / "result.csv")
-        result.save_json(out / "result.json")
-        print(f"wrote {out / 'result.csv'} and {out / 'result.json'}")
+    _write(result, out, "result")
     return 0
 
 
@@ -231,10 +236,7 @@ def cmd_decompose(args) -> int:
         r = res.runs[run]
         top = ", ".join(f"{t!r} {p:.2f}" for t, p in r["top_k"][:5])
         print(f"  {run:9s} P(answer) {r['answer_prob']:.3f}  P(wrong) {r['wrong_prob']:.3f}  top: {top}")
-    if out:
-        res.save_csv(out / "decompose.csv")
-        res.save_json(out / "decompose.json")
-        print(f"wrote {out / 'decompose.csv'} and {out / 'decompose.json'}")
+    _write(res, out, "decompose")
     return 0
 
 
