@@ -22,6 +22,8 @@ TOL = 1e-4
 # merge cells with different start positions while the extra recomputed work stays small
 MERGE_SLACK = 0.25
 MIN_TOKENS = 96
+# rows with different starts run packed (no wasted position-wise work), so chunks mix starts
+PACKED = True
 
 _WEIGHTS: "weakref.WeakKeyDictionary[Any, tuple[Any, FastWeights]]" = weakref.WeakKeyDictionary()
 _STATE: dict[int, dict[str, Any]] = {}
@@ -118,7 +120,7 @@ def chunks(starts: np.ndarray, n_pos: int, bs: int) -> list[np.ndarray]:
         need = n_pos - int(starts[i])
         if cur:
             merged = (len(cur) + 1) * need  # the new cell has the earliest start so far
-            if len(cur) < bs and (merged <= (1 + MERGE_SLACK) * (own + need) or merged <= MIN_TOKENS):
+            if len(cur) < bs and (PACKED or merged <= (1 + MERGE_SLACK) * (own + need) or merged <= MIN_TOKENS):
                 cur.append(int(i))
                 own += need
                 continue

@@ -36,15 +36,15 @@ def _finish_sparse_attn(w: FastWeights, li: int, base: BaseRun, pos: torch.Tenso
         post_vals = mid + mlp(w, w.layers[li], mid)
     x = _grid(base.post[li], s, B)
     x[torch.arange(B, device=pos.device), pos - s] = post_vals
-    return run_from(w, li, "post", x, s, base)
+    return run_from(w, li, "post", x, s, base, pos)
 
 
-def _finish_dense_attn(w: FastWeights, li: int, base: BaseRun, a: torch.Tensor, s: int):
+def _finish_dense_attn(w: FastWeights, li: int, base: BaseRun, a: torch.Tensor, s: int, starts=None):
     """New attention output ``a [B, n, d]`` at positions ``s..T-1``."""
     pre = base.pre[li][s:]
     if w.parallel:
-        return run_from(w, li, "post", pre + a + base.mlp[li][s:], s, base)
-    return run_from(w, li, "mid", pre + a, s, base)
+        return run_from(w, li, "post", pre + a + base.mlp[li][s:], s, base, starts)
+    return run_from(w, li, "mid", pre + a, s, base, starts)
 
 
 def _rot_at(w: FastWeights, base: BaseRun, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -65,18 +65,18 @@ def resid(w, li, base, src, cells, act):
         post_vals = mid + mlp(w, w.layers[li], mid)
         x = _grid(base.post[li], s, B)
         x[rows, pos - s] = post_vals
-        return run_from(w, li, "post", x, s, base)
+        return run_from(w, li, "post", x, s, base, pos)
     if act == "mlp_out":
         before = base.pre[li][pos] + base.attn[li][pos] if w.parallel else base.mid[li][pos]
         x = _grid(base.post[li], s, B)
         x[rows, pos - s] = before + src[pos]
-        return run_from(w, li, "post", x, s, base)
+        return run_from(w, li, "post", x, s, base, pos)
     if act == "attn_out":
         return _finish_sparse_attn(w, li, base, pos, src[pos])
     stage = {"resid_pre": "pre", "resid_post": "post"}[act]
     x = _grid(base.pre[li] if stage == "pre" else base.post[li], s, B)
     x[rows, pos - s] = src[pos]
-    return run_from(w, li, stage, x, s, base)
+    return run_from(w, li, stage, x, s, base, pos)
 
 
 def head_z(w, li, base, src, cells, by_pos):
@@ -120,9 +120,10 @@ def head_kv(w, li, base, src, cells, by_pos, which):
     B = cells.shape[0]
     k = base.k_rot[li].unsqueeze(0).expand(B, -1, -1, -1)
     v = base.v[li].unsqueeze(0).expand(B, -1, -1, -1)
+    starts = None
     if by_pos:
         pos, g = cells[:, 0], cells[:, 1]
-        s = int(pos.min())
+        s, starts = int(pos.min()), pos
         new = src[pos, g]  # [B, dh]
         if which == "k":
             k = k.clone()
@@ -142,7 +143,7 @@ def head_kv(w, li, base, src, cells, by_pos, which):
             v[rows, g] = new
     q = base.q_rot[li][:, s:].unsqueeze(0).expand(B, -1, -1, -1)
     z, _ = attend(w, q, k, v, torch.arange(s, T, device=q.device))
-    return _finish_dense_attn(w, li, base, attn_out(w, layer, z), s)
+    return _finish_dense_attn(w, li, base, attn_out(w, layer, z), s, starts)
 
 
 def head_pattern(w, li, base, src, cells, by_pos):

@@ -149,48 +149,93 @@ def base_run(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
     return BaseRun(**keep, cos=cos, sin=sin, last_logits=logits)
 
 
-def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun, last_only: bool) -> torch.Tensor:
-    """Block ``li`` on residuals ``x [B, n, d]`` at positions ``s..T-1``; keys/values of
-    positions ``< s`` come from the base run. ``last_only`` returns only the last position."""
+def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
+          valid: torch.Tensor | None, last_only: bool) -> torch.Tensor:
+    """Block ``li`` on residuals ``x [B, n, d]`` at positions ``s..T-1``.
+
+    Keys/values of positions before a row's own start come from the base run. ``valid [B, n]``
+    marks the positions each row recomputes (None: all); position-wise work runs on those
+    tokens only, packed flat, so rows with different starts share one large matmul.
+    ``last_only`` returns only the last position (the final block).
+    """
     layer = w.layers[li]
-    B, n = x.shape[0], x.shape[1]
-    q, k, v = qkv(w, layer, x)
-    cos = sin = None
+    B, n, d = x.shape
+    H, Hkv, dh = w.n_heads, w.n_kv, w.d_head
+    xv = x.reshape(B * n, d) if valid is None else x[valid]
+    out = torch.addmm(layer.b_qkv, layer.ln1(xv), layer.W_qkv).view(-1, H + 2 * Hkv, dh)
+    qf, kf, vf = out[:, :H], out[:, H : H + Hkv], out[:, H + Hkv :]
+    grid = torch.arange(s, s + n, device=x.device).expand(B, n)
+    pos_f = grid.reshape(-1) if valid is None else grid[valid]
+    cos_f = sin_f = None
     if base.cos is not None:
-        cos, sin = base.cos[s:], base.sin[s:]
-    kr = rope(k, cos, sin, w.rotary_dim)
-    if s:
-        kr = torch.cat([base.k_rot[li][:, :s].unsqueeze(0).expand(B, -1, -1, -1), kr], dim=2)
-        v = torch.cat([base.v[li][:, :s].unsqueeze(0).expand(B, -1, -1, -1), v], dim=2)
-    qpos = torch.arange(s, s + n, device=x.device)
-    if last_only:
-        # only the last query matters in the final block: its keys/values need every position
-        q, qpos, cos_q, sin_q = q[:, :, -1:], qpos[-1:], (cos[-1:] if cos is not None else None), (sin[-1:] if sin is not None else None)
-        x = x[:, -1:]
+        cos_f, sin_f = base.cos[pos_f].unsqueeze(1), base.sin[pos_f].unsqueeze(1)
+    kf = rope(kf, cos_f, sin_f, w.rotary_dim)
+    if valid is None:
+        k, v = kf.reshape(B, n, Hkv, dh), vf.reshape(B, n, Hkv, dh)
     else:
-        cos_q, sin_q = cos, sin
-    qr = rope(q, cos_q, sin_q, w.rotary_dim)
-    z, _ = attend(w, qr, kr, v, qpos)
-    a = attn_out(w, layer, z)
+        # positions a row does not recompute keep the base run's keys and values
+        k = base.k_rot[li][:, s:].transpose(0, 1).unsqueeze(0).expand(B, -1, -1, -1).clone()
+        v = base.v[li][:, s:].transpose(0, 1).unsqueeze(0).expand(B, -1, -1, -1).clone()
+        k[valid], v[valid] = kf, vf
+    k, v = k.transpose(1, 2), v.transpose(1, 2)
+    if s:
+        k = torch.cat([base.k_rot[li][:, :s].unsqueeze(0).expand(B, -1, -1, -1), k], dim=2)
+        v = torch.cat([base.v[li][:, :s].unsqueeze(0).expand(B, -1, -1, -1), v], dim=2)
+    if last_only:
+        # only the last query matters in the final block; every row recomputes the last position
+        last = torch.arange(1, B + 1, device=x.device) * n - 1 if valid is None else valid.sum(1).cumsum(0) - 1
+        q = rope(qf[last], cos_f[last] if cos_f is not None else None,
+                 sin_f[last] if sin_f is not None else None, w.rotary_dim).unsqueeze(2)
+        z, _ = attend(w, q, k, v, grid[0, -1:])
+        xl = x[:, -1]
+        a = torch.addmm(layer.b_O, z.reshape(B, -1), layer.W_O_flat)
+        if w.parallel:
+            return (xl + a + mlp(w, layer, xl)).unsqueeze(1)
+        mid = xl + a
+        return (mid + mlp(w, layer, mid)).unsqueeze(1)
+    qf = rope(qf, cos_f, sin_f, w.rotary_dim)
+    if valid is None:
+        q = qf.reshape(B, n, H, dh)
+    else:
+        q = x.new_zeros(B, n, H, dh)
+        q[valid] = qf
+    z, _ = attend(w, q.transpose(1, 2), k, v, grid[0])
+    zv = z.reshape(B * n, H * dh) if valid is None else z[valid].reshape(-1, H * dh)
+    a = torch.addmm(layer.b_O, zv, layer.W_O_flat)
     if w.parallel:
-        return x + a + mlp(w, layer, x)
-    mid = x + a
-    return mid + mlp(w, layer, mid)
+        new = xv + a + mlp(w, layer, xv)
+    else:
+        mid = xv + a
+        new = mid + mlp(w, layer, mid)
+    if valid is None:
+        return new.view(B, n, d)
+    x[valid] = new
+    return x
 
 
-def run_from(w: FastWeights, li: int, stage: str, x: torch.Tensor, s: int, base: BaseRun) -> torch.Tensor:
+def run_from(w: FastWeights, li: int, stage: str, x: torch.Tensor, s: int, base: BaseRun,
+             starts: torch.Tensor | None = None) -> torch.Tensor:
     """Finish the forward pass from residual ``x`` at ``stage`` (pre/mid/post) of layer ``li``.
 
+    ``starts [B]`` gives each row's earliest changed position (None: ``s`` for all rows).
     Returns last-position logits ``[B, vocab]``.
     """
     L = len(w.layers)
+    n = x.shape[1]
+    valid = None
+    if starts is not None and bool((starts > s).any()):
+        valid = torch.arange(s, s + n, device=x.device).unsqueeze(0) >= starts.unsqueeze(1)
     if stage == "mid":  # sequential blocks only: the MLP of layer li is still to run
         if li == L - 1:
-            x = x[:, -1:]
-        x = x + mlp(w, w.layers[li], x)
+            x, valid = x[:, -1:], None
+        if valid is None:
+            x = x + mlp(w, w.layers[li], x)
+        else:
+            xv = x[valid]
+            x[valid] = xv + mlp(w, w.layers[li], xv)
         li += 1
     elif stage == "post":
         li += 1
     for j in range(li, L):
-        x = block(w, j, x, s, base, last_only=j == L - 1)
+        x = block(w, j, x, s, base, valid, last_only=j == L - 1)
     return unembed(w, x[:, -1])
