@@ -7,13 +7,13 @@ base value + estimated change. Works for every target through the bridge's hooks
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from patchlab.core.metrics import RAW
-from patchlab.engine.context import SweepContext, StopFlag, check_stop, hook_name
+from patchlab.engine.context import StopFlag, SweepContext, check_stop, hook_name
 
 NAME = "attribution"
 
