@@ -42,3 +42,21 @@ def test_engine_works_without_qt():
     )
     proc = _run(code)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+
+
+def test_core_and_engine_tests_pass_with_qt_absent():
+    """The core and engine test suites run on a machine without any Qt package."""
+    if "PATCHLAB_NO_QT_RUN" in __import__("os").environ:  # the inner run collects this file too
+        return
+    code = (
+        "import sys, os\n"
+        "for m in ('PySide6', 'pyqtgraph', 'superqt', 'pytestqt'): sys.modules[m] = None\n"
+        "os.environ['PATCHLAB_NO_QT_RUN'] = '1'\n"
+        "os.environ['PYTEST_DISABLE_PLUGIN_AUTOLOAD'] = '1'  # pytest-qt would import Qt\n"
+        "import pytest\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/core',\n"
+        "                      'tests/engine/test_cli.py', 'tests/engine/test_readout.py']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
