@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("screenshot", help="run the first example off screen and save a PNG of the window")
     sc.add_argument("out", type=Path, help="PNG file to write")
-    sc.add_argument("--view", default="heatmap", choices=["heatmap", "decompose", "readouts"])
+    sc.add_argument("--view", default="heatmap", choices=["heatmap", "decompose", "readouts", "scatter"])
     return parser
 
 

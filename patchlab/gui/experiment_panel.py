@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -71,6 +72,11 @@ class ExperimentPanel(QWidget):
         for name, text in METHODS.items():
             self.method.addItem(text, name)
         self.direction.currentIndexChanged.connect(self._on_direction)
+        self.preview = QCheckBox("Preview with attribution patching")
+        self.preview.setChecked(True)
+        self.preview.setToolTip("Show the one-pass attribution estimate at once; exact rows "
+                                "replace it as they arrive (exact runs only)")
+        self.method.currentIndexChanged.connect(self._on_method)
         self.run_btn = QPushButton("Run  (Ctrl+Enter)")
         self.run_btn.clicked.connect(self.runRequested)
         self.cancel_btn = QPushButton("Cancel  (Esc)")
@@ -88,6 +94,7 @@ class ExperimentPanel(QWidget):
         form.addRow("", self.direction_text)
         form.addRow("Metric", self.metric)
         form.addRow("Method", self.method)
+        form.addRow("", self.preview)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_btn, 1)
         buttons.addWidget(self.cancel_btn)
@@ -119,6 +126,10 @@ class ExperimentPanel(QWidget):
         if i >= 0:
             self.target.setCurrentIndex(i)
         self._on_direction()
+        self._on_method()
+
+    def _on_method(self, _i: int = 0) -> None:
+        self.preview.setEnabled(self.method.currentData() == "exact")
 
     def _on_direction(self, _i: int = 0) -> None:
         name = self.direction.currentData()
@@ -128,12 +139,16 @@ class ExperimentPanel(QWidget):
     def set_running(self, running: bool) -> None:
         self.cancel_btn.setEnabled(running)
 
-    def set_progress(self, done: int, total: int, elapsed: float) -> None:
+    def set_progress(self, done: int, total: int, elapsed: float, eta: float | None = None,
+                     unit: str = "cells", note: str = "") -> None:
+        """Show progress; ``eta`` in seconds (None: from the average rate since the start)."""
+        self.progress.setFormat(f"%v / %m {unit}")
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(done)
-        eta = elapsed / done * (total - done) if done else float("nan")
-        eta_text = fmt_seconds(eta) if done else "estimating"
-        self.progress_text.setText(f"{done}/{total} cells \u00b7 {fmt_seconds(elapsed)} elapsed"
+        if eta is None and done:
+            eta = elapsed / done * (total - done)
+        eta_text = fmt_seconds(eta) if eta is not None else "estimating"
+        self.progress_text.setText(f"{note}{done}/{total} {unit} \u00b7 {fmt_seconds(elapsed)} elapsed"
                                    f" \u00b7 ETA {eta_text if done < total else '-'}")
 
     def set_status(self, text: str) -> None:

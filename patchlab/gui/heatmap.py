@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QPen
+from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -69,6 +69,8 @@ class HeatmapView(QWidget):
         self._title = ""
         self._dirty = False
         self._selected: tuple[int, ...] | None = None
+        self._estimate_rows: frozenset[int] = frozenset()
+        self._hatches: list[QGraphicsRectItem] = []
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground(None)
@@ -91,6 +93,7 @@ class HeatmapView(QWidget):
         pen.setWidth(3)
         self.marker.setPen(pen)
         self.marker.setVisible(False)
+        self.marker.setZValue(10)  # above the estimate hatching
         self.plot.addItem(self.marker)
 
         self.pos_box = QComboBox()
@@ -136,8 +139,44 @@ class HeatmapView(QWidget):
             self._fill_positions()
         self._dirty = True
 
+    def set_estimate_rows(self, rows) -> None:
+        """Layer rows that still show the attribution estimate (drawn hatched)."""
+        rows = frozenset(int(r) for r in rows)
+        if rows != self._estimate_rows:
+            self._estimate_rows = rows
+            self._dirty = True
+
+    @property
+    def estimate_rows(self) -> frozenset[int]:
+        return self._estimate_rows
+
+    def _draw_hatches(self, n_x: int) -> None:
+        rows = sorted(self._estimate_rows)
+        spans: list[tuple[int, int]] = []  # contiguous (first, count)
+        for r in rows:
+            if spans and spans[-1][0] + spans[-1][1] == r:
+                spans[-1] = (spans[-1][0], spans[-1][1] + 1)
+            else:
+                spans.append((r, 1))
+        while len(self._hatches) < len(spans):
+            item = QGraphicsRectItem()
+            item.setBrush(QBrush(QColor(128, 128, 128, 150), Qt.BDiagPattern))
+            pen = QPen(QColor(128, 128, 128))
+            pen.setCosmetic(True)
+            item.setPen(pen)
+            item.setZValue(5)
+            self.plot.addItem(item)
+            self._hatches.append(item)
+        for i, item in enumerate(self._hatches):
+            if i < len(spans):
+                item.setRect(QRectF(0, spans[i][0], n_x, spans[i][1]))
+            item.setVisible(i < len(spans))
+
     def clear(self) -> None:
         self._values = None
+        self._estimate_rows = frozenset()
+        for item in self._hatches:
+            item.setVisible(False)
         self.image.clear()
         self.title_item.setText("")
         self.marker.setVisible(False)
@@ -174,6 +213,7 @@ class HeatmapView(QWidget):
         self.colorbar.axis.setLabel(METRICS.get(self._metric, self._metric).split(" (")[0])
         n_layers, n_x = data.shape
         self.image.setRect(QRectF(0, 0, n_x, n_layers))
+        self._draw_hatches(n_x)
         self.plot.setRange(xRange=(0, n_x), yRange=(0, n_layers), padding=0)
         ylab = self._labels.get("layer", [str(i) for i in range(n_layers)])
         self.plot.getAxis("left").setTicks([[(i + 0.5, ylab[i]) for i in range(n_layers)]])

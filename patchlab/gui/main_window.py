@@ -28,7 +28,9 @@ from patchlab.gui.jobs import Outcome
 from patchlab.gui.menus import MenusMixin
 from patchlab.gui.model_panel import ModelPanel
 from patchlab.gui.pair_editor import PairEditor, validate_pairs
+from patchlab.gui.preview import ExactEta, PreviewFailed, PreviewReady, cell_labels, merge_rows, preview_then_exact
 from patchlab.gui.readouts import ReadoutPanel
+from patchlab.gui.scatter_view import ScatterView
 
 
 def _engine():
@@ -58,6 +60,7 @@ class MainWindow(MenusMixin, QMainWindow):
         self.autosave_path = autosave_path
         self.controller = Controller(self)
         self.result = None  # PatchResult of the last run (partial when cancelled)
+        self.estimate = None  # attribution PatchResult previewed before the last exact run
         self.decomposition = None
         self.runs_readout: dict | None = None
         self._run = None  # frozen spec of the run on screen
@@ -72,6 +75,7 @@ class MainWindow(MenusMixin, QMainWindow):
         self.heatmap = HeatmapView()
         self.readouts = ReadoutPanel()
         self.decompose_view = DecomposeView()
+        self.scatter = ScatterView()
 
         side = QWidget()
         side_lay = QVBoxLayout(side)
@@ -92,6 +96,7 @@ class MainWindow(MenusMixin, QMainWindow):
         patch_tab.setStretchFactor(1, 2)
         self.tabs = QTabWidget()
         self.tabs.addTab(patch_tab, "Patching")
+        self.tabs.addTab(self.scatter, "Estimate vs exact")
         self.tabs.addTab(self.decompose_view, "Decompose")
         split = QSplitter(Qt.Horizontal)
         split.addWidget(scroll)
@@ -214,16 +219,26 @@ class MainWindow(MenusMixin, QMainWindow):
         pairs = self.pair_editor.pairs()
         sweep = _engine()[1]
         self.last_error = None
+        preview = s.method == "exact" and self.experiment.preview.isChecked()
         self._run = {"settings": s, "pairs": pairs, "model": self.model_info().name,
-                     "tokens": self._tokens}
+                     "tokens": self._tokens, "preview": preview, "estimate_values": None,
+                     "exact_rows": set(), "eta": ExactEta(), "labels": None}
         self.result = None
+        self.estimate = None
         self.heatmap.clear()
+        self.scatter.clear()
         self.readouts.set_patched(None, "", "", "")
         self.experiment.set_running(True)
+        self.experiment.set_progress(0, 1, 0.0)
         self.experiment.set_status("Preparing: running both prompts\u2026")
-        self.controller.submit("sweep", sweep.iter_patch, dict(
-            model=self.model, pairs=pairs, target=s.target, metric=s.metric,
-            direction=s.direction, method=s.method, stop=None), context=self._run)
+        spec = dict(model=self.model, pairs=pairs, target=s.target, metric=s.metric,
+                    direction=s.direction, stop=None)
+        if s.method == "exact":
+            self.controller.submit("sweep", preview_then_exact, dict(spec, preview=preview),
+                                   context=self._run)
+        else:
+            self.controller.submit("sweep", sweep.iter_patch, dict(spec, method=s.method),
+                                   context=self._run)
         return True
 
     @Slot()
@@ -249,12 +264,71 @@ class MainWindow(MenusMixin, QMainWindow):
     @Slot(str, object)
     def _on_progress(self, kind: str, event) -> None:
         if kind == "sweep" and self._run is not None:
-            s = self._run["settings"]
-            self.heatmap.set_data(event.values, TARGETS[s.target].axes, self._live_labels(event.values.shape),
-                                  metric=s.metric, title=self.title_for(s, self._run["model"]))
-            self.experiment.set_progress(event.done, event.total, event.elapsed)
+            if isinstance(event, PreviewReady):
+                self._on_preview_ready(event)
+            elif isinstance(event, PreviewFailed):
+                self.statusBar().showMessage(f"No preview: attribution patching failed for this "
+                                             f"model ({event.message}); exact values follow.", 15000)
+            elif event.phase == "estimate":
+                self._on_estimate_row(event)
+            else:
+                self._on_exact_row(event)
         elif kind == "decompose":
             self.decompose_view.note.setText(f"decomposing: {event.done}/{event.total} runs")
+            self.experiment.set_progress(event.done, event.total, event.elapsed, unit="runs",
+                                         note="Decomposition: ")
+
+    def _show_live(self, values, suffix: str) -> None:
+        s = self._run["settings"]
+        self.heatmap.set_data(values, TARGETS[s.target].axes, self._live_labels(values.shape),
+                              metric=s.metric, title=self.title_for(s, self._run["model"]) + suffix)
+
+    def _on_estimate_row(self, event) -> None:
+        run = self._run
+        run["estimate_values"] = event.values
+        if run["preview"]:
+            self.heatmap.set_estimate_rows(range(event.values.shape[0]))
+            self._show_live(event.values, "<br><i>estimate (attribution patching), exact values "
+                                          "arriving\u2026</i>")
+            self.experiment.set_progress(0, event.total, 0.0, note="Estimate shown \u00b7 exact: ")
+            self.experiment.set_status(f"Estimate (attribution patching) in {event.elapsed:.2f} s; "
+                                       f"exact values arriving\u2026")
+        else:  # the user asked for the attribution method itself
+            self._show_live(event.values, " \u00b7 attribution estimate")
+            self.experiment.set_progress(event.done, event.total, event.elapsed)
+
+    def _on_preview_ready(self, event: PreviewReady) -> None:
+        self.estimate = event.result
+        self._run["labels"] = cell_labels(event.result)
+        self._update_scatter(None)
+
+    def _on_exact_row(self, event) -> None:
+        run = self._run
+        run["exact_rows"].add(event.layer)
+        run["eta"].add(event.done, event.elapsed)
+        est = run["estimate_values"]
+        n_rows = event.values.shape[0]
+        if est is not None and est.shape == event.values.shape and len(run["exact_rows"]) < n_rows:
+            shown = merge_rows(est, event.values, run["exact_rows"])
+            self.heatmap.set_estimate_rows(set(range(n_rows)) - run["exact_rows"])
+            suffix = (f"<br><i>exact: {len(run['exact_rows'])}/{n_rows} layers \u00b7 hatched rows "
+                      f"are still the attribution estimate</i>")
+        else:
+            shown = event.values
+            self.heatmap.set_estimate_rows(())
+            suffix = ""
+        self._show_live(shown, suffix)
+        self.experiment.set_progress(event.done, event.total, event.elapsed,
+                                     eta=run["eta"].eta(event.total))
+        self._update_scatter(event.values)
+
+    def _update_scatter(self, exact) -> None:
+        if self.estimate is None or self._run is None:
+            return
+        s = self._run["settings"]
+        self.scatter.set_data(self.estimate.values, exact, self._run["labels"] or [],
+                              METRICS[s.metric].split(" (")[0],
+                              f"{self._run['model']} \u00b7 {TARGETS[s.target].label}")
 
     @Slot(object)
     def _on_done(self, out: Outcome) -> None:
@@ -275,6 +349,10 @@ class MainWindow(MenusMixin, QMainWindow):
 
     def _done_sweep(self, out: Outcome) -> None:
         self.experiment.set_running(False)
+        self.heatmap.set_estimate_rows(())
+        if out.error == "cancelled":  # stopped before anything was computed
+            self.experiment.set_status("Cancelled.")
+            return
         if out.error:
             self.experiment.set_status(f"Run failed: {out.error}")
             self.statusBar().showMessage("Run failed (see the experiment panel).", 10000)
@@ -284,8 +362,14 @@ class MainWindow(MenusMixin, QMainWindow):
         self.heatmap.set_data(r.values, r.axes, r.labels, metric=r.metric,
                               title=self.title_for(self._run["settings"], r.meta.get("model", "")))
         self.heatmap.flush()
+        if self.estimate is not None:
+            self._update_scatter(r.values if r.meta.get("method") == "exact" else None)
+            self.scatter.flush()
         done = int(r.values.size - (~(r.values == r.values)).sum())
-        if r.meta.get("cancelled"):
+        if r.meta.get("preview_only"):
+            self.experiment.set_status("Cancelled during the preview: the heatmap shows the "
+                                       "attribution estimate; no exact cells.")
+        elif r.meta.get("cancelled"):
             self.experiment.set_status(f"Cancelled: {done}/{r.values.size} cells kept.")
         else:
             self.experiment.set_progress(r.values.size, r.values.size, r.meta.get("elapsed_s", 0.0))
@@ -342,6 +426,7 @@ class MainWindow(MenusMixin, QMainWindow):
             return
         pair = self.pair_editor.current_pair()
         self.decompose_view.note.setText("decomposing\u2026")
+        self.experiment.set_progress(0, 2, 0.0, unit="runs", note="Decomposition: ")
         self.controller.submit("decompose", _engine()[3].iter_decompose,
                                dict(model=self.model, pair=pair, stop=None), context=pair)
 
@@ -352,6 +437,8 @@ class MainWindow(MenusMixin, QMainWindow):
             return
         self.decomposition = out.value
         self.show_decomposition()
+        self.experiment.set_progress(2, 2, out.value.meta.get("elapsed_s", 0.0), unit="runs",
+                                     note="Decomposition done: ")
 
     def show_decomposition(self) -> None:
         d = self.decomposition

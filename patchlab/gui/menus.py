@@ -73,6 +73,7 @@ class MenusMixin:
         if all(exp.values()):
             self.experiment.set_settings(exp)
         self.heatmap.cbd.setChecked(str(s.value("view/colour_blind", "false")).lower() == "true")
+        self.experiment.preview.setChecked(str(s.value("experiment/preview", "true")).lower() == "true")
 
     def save_settings(self) -> None:
         s = self.qsettings
@@ -81,6 +82,7 @@ class MenusMixin:
         for k, v in vars(self.experiment.settings()).items():
             s.setValue(f"experiment/{k}", v)
         s.setValue("view/colour_blind", self.heatmap.cbd.isChecked())
+        s.setValue("experiment/preview", self.experiment.preview.isChecked())
         s.sync()
 
     # -- sessions -------------------------------------------------------------------------
@@ -203,17 +205,40 @@ class MenusMixin:
         """(graphics view, name) of the tab on screen."""
         if self.tabs.currentWidget() is self.decompose_view:
             return self.decompose_view.graphics, "decompose"
+        if self.tabs.currentWidget() is self.scatter:
+            return self.scatter.graphics, "scatter"
         return self.heatmap.graphics, "heatmap"
 
     def export_figure(self, path: str | Path, which: str | None = None) -> Path:
-        view = self.heatmap.graphics if which == "heatmap" else self.decompose_view.graphics \
-            if which == "decompose" else self.current_figure()[0]
-        if view is self.heatmap.graphics:
-            self.heatmap.flush()
-        return export.save_figure(view, path, title=f"patchlab {which or ''}".strip())
+        views = {"heatmap": self.heatmap, "decompose": self.decompose_view, "scatter": self.scatter}
+        which = which or self.current_figure()[1]
+        if which != "decompose":
+            views[which].flush()
+        return export.save_figure(views[which].graphics, path, title=f"patchlab {which}")
+
+    def comparison(self):
+        """(estimate, exact) results behind the scatter view, or raise if there are none."""
+        r = self.result
+        if self.estimate is None or r is None or r.meta.get("method") != "exact":
+            raise PatchlabError("No estimate/exact pair yet: run an exact sweep with the "
+                                "attribution preview on.")
+        return self.estimate, r
+
+    def export_comparison(self, path: str | Path) -> list[Path]:
+        """CSV with one row per cell (estimate and exact value) and both JSON run records."""
+        from patchlab.core.io import atomic_write_text
+        from patchlab.gui.preview import comparison_csv
+
+        estimate, exact = self.comparison()
+        path = Path(path)
+        stem = path.with_suffix("")
+        return [atomic_write_text(path, comparison_csv(estimate, exact)),
+                estimate.save_json(f"{stem}.estimate.json"), exact.save_json(f"{stem}.exact.json")]
 
     def export_data(self, path: str | Path) -> list[Path]:
         """Tidy CSV at ``path`` and the JSON run record next to it (``.json``)."""
+        if self.current_figure()[1] == "scatter":
+            return self.export_comparison(path)
         result = self.decomposition if self.current_figure()[1] == "decompose" else self.result
         if result is None:
             raise PatchlabError("Nothing to export yet: run an experiment first.")
@@ -231,6 +256,10 @@ class MenusMixin:
                     self.export_figure(folder / "heatmap.svg", "heatmap"),
                     self.result.save_csv(folder / "patching.csv"),
                     self.result.save_json(folder / "patching.json")]
+        if self.estimate is not None and self.result is not None and self.result.meta.get("method") == "exact":
+            out += [self.export_figure(folder / "scatter.png", "scatter"),
+                    self.export_figure(folder / "scatter.svg", "scatter"),
+                    *self.export_comparison(folder / "estimate_vs_exact.csv")]
         if self.decomposition is not None:
             out += [self.export_figure(folder / "decompose.png", "decompose"),
                     self.export_figure(folder / "decompose.svg", "decompose"),

@@ -219,7 +219,8 @@ class PairEditor(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         for i, p in enumerate(self._pairs):
-            self.list.addItem(f"{i + 1}: {p.clean[-40:] or '(empty)'}  \u2192 {p.answer!r}")
+            self.list.addItem(list_text(i, p))
+            self.list.item(i).setToolTip(f"{p.clean}  \u2192 {p.answer!r}")
         self.list.setCurrentRow(min(current, len(self._pairs) - 1))
         self.list.blockSignals(False)
         self.remove_btn.setEnabled(len(self._pairs) > 1)
@@ -234,7 +235,8 @@ class PairEditor(QWidget):
         item = self.list.item(self.current_index())
         p = self._pairs[self.current_index()]
         if item is not None:
-            item.setText(f"{self.current_index() + 1}: {p.clean[-40:] or '(empty)'}  \u2192 {p.answer!r}")
+            item.setText(list_text(self.current_index(), p))
+            item.setToolTip(f"{p.clean}  \u2192 {p.answer!r}")
         self.pairsChanged.emit()
 
     @Slot(int)
@@ -268,6 +270,15 @@ class PairEditor(QWidget):
     @Slot()
     def _on_suggest(self) -> None:
         self.suggestRequested.emit(self.clean.text())
+
+
+def list_text(i: int, p: PromptPair, width: int = 48) -> str:
+    """One line for the pair list: the clean prompt cut at a word, an ellipsis where cut."""
+    text = p.clean.strip() or "(empty)"
+    if len(text) > width:
+        cut = text[:width].rsplit(" ", 1)[0] if " " in text[:width] else text[:width]
+        text = cut + " \u2026"
+    return f"{i + 1}: {text}  \u2192 {p.answer!r}"
 
 
 def validate_pairs(model, pairs: list[PromptPair]):

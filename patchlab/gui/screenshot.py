@@ -7,7 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-VIEWS = ("heatmap", "decompose", "readouts")
+VIEWS = ("heatmap", "decompose", "readouts", "scatter")
 
 
 def _wait(app, predicate, timeout: float) -> bool:
@@ -28,9 +28,9 @@ def screenshot_main(out_path: str, view: str = "heatmap", model: str | None = No
     ----------
     out_path : str
         PNG file to write (atomically).
-    view : {"heatmap", "decompose", "readouts"}
-        What is on screen: the heatmap, the Decompose tab, or the heatmap with a selected head's
-        patched run and attention pattern.
+    view : {"heatmap", "decompose", "readouts", "scatter"}
+        What is on screen: the heatmap, the Decompose tab, the heatmap with a selected head's
+        patched run and attention pattern, or the attribution estimate against exact values.
     model : str, optional
         Model to load instead of the embedded default.
     """
@@ -60,6 +60,11 @@ def screenshot_main(out_path: str, view: str = "heatmap", model: str | None = No
             window.run_decompose()
             ok = _wait(app, lambda: window.decomposition is not None and window.controller.is_idle(), timeout)
         else:
+            if view == "scatter":
+                window.experiment.set_settings({"target": "attn_head_out_by_pos", "direction": "denoise",
+                                                "metric": "logit_diff_recovered", "method": "exact"})
+                window.experiment.preview.setChecked(True)
+                window.tabs.setCurrentWidget(window.scatter)
             if view == "readouts":
                 window.experiment.set_settings({"target": "attn_head_out_all_pos", "direction": "denoise",
                                                 "metric": "logit_diff_recovered", "method": "exact"})
@@ -76,6 +81,7 @@ def screenshot_main(out_path: str, view: str = "heatmap", model: str | None = No
             return 1
         _wait(app, lambda: False, 0.3)  # let throttled redraws land
         window.heatmap.flush()
+        window.scatter.flush()
         data = QByteArray()
         buf = QBuffer(data)
         buf.open(QIODevice.WriteOnly)

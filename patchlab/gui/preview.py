@@ -1,0 +1,163 @@
+"""Instant preview: attribution estimate first, exact rows after, in ONE worker generator.
+
+No Qt here (it runs on the worker thread). The GUI side gets plain events:
+:class:`~patchlab.engine.sweep.SweepEvent` (``phase`` "estimate" or "exact"),
+:class:`PreviewReady` (the finished estimate result) and :class:`PreviewFailed`. Also the
+pure helpers the views use: merging estimate and exact rows, agreement statistics, the
+comparison CSV and an ETA from the exact phase's measured rate.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from patchlab.core.errors import Cancelled
+
+
+@dataclass
+class PreviewReady:
+    """The attribution estimate is complete (``result`` is the receiver's to keep)."""
+
+    result: Any  # PatchResult with meta["method"] == "attribution"
+    elapsed: float
+
+
+@dataclass
+class PreviewFailed:
+    """The attribution pass failed for this model; the exact sweep runs anyway."""
+
+    message: str
+
+
+def preview_then_exact(model, pairs, *, target: str, metric: str, direction: str,
+                       stop=None, preview: bool = True):
+    """Yield the attribution estimate's events, then the exact sweep's; return the exact result.
+
+    When stopped during the preview, no exact pass runs and the (complete) estimate is
+    returned with ``meta["cancelled"] = True`` and ``meta["preview_only"] = True``.
+    """
+    from patchlab.engine import sweep  # module attribute: tests may wrap iter_patch
+    from patchlab.engine.context import as_stop
+
+    stopped = as_stop(stop)
+    spec = dict(target=target, metric=metric, direction=direction, stop=stop)
+    estimate = None
+    if preview:
+        t0 = time.perf_counter()
+        try:
+            estimate = yield from sweep.iter_patch(model, pairs, method="attribution", **spec)
+        except Cancelled:
+            estimate = None
+        except Exception as exc:  # any model the estimate cannot handle: skip the preview
+            yield PreviewFailed(f"{type(exc).__name__}: {exc}")
+            estimate = None
+        if estimate is not None and not estimate.meta.get("cancelled"):
+            yield PreviewReady(estimate, time.perf_counter() - t0)
+        if stopped():
+            if estimate is None:
+                raise Cancelled("cancelled")
+            estimate.meta["cancelled"] = True
+            estimate.meta["preview_only"] = True
+            return estimate
+    return (yield from sweep.iter_patch(model, pairs, method="exact", **spec))
+
+
+# -- main-thread helpers (pure numpy) ------------------------------------------------------
+def merge_rows(estimate: np.ndarray, exact: np.ndarray, rows: set[int]) -> np.ndarray:
+    """Estimate values with the finished exact layer ``rows`` written over them (a new array)."""
+    out = np.array(estimate, dtype=np.float64, copy=True)
+    if rows:
+        idx = sorted(rows)
+        out[idx] = exact[idx]
+    return out
+
+
+def agreement(estimate: np.ndarray, exact: np.ndarray, k: int = 10) -> dict[str, Any]:
+    """Pearson r and top-``k`` agreement (by |value|) over cells where both are finite."""
+    e, x = np.asarray(estimate, float).ravel(), np.asarray(exact, float).ravel()
+    both = np.isfinite(e) & np.isfinite(x)
+    n = int(both.sum())
+    out: dict[str, Any] = {"n": n, "r": float("nan"), "k": min(k, n), "top_k": 0}
+    if n == 0:
+        return out
+    e, x = e[both], x[both]
+    if n > 1 and e.std() > 0 and x.std() > 0:
+        out["r"] = float(np.corrcoef(e, x)[0, 1])
+    kk = out["k"]
+    top_e = set(np.argsort(-np.abs(e), kind="stable")[:kk].tolist())
+    top_x = set(np.argsort(-np.abs(x), kind="stable")[:kk].tolist())
+    out["top_k"] = len(top_e & top_x)
+    return out
+
+
+def agreement_text(stats: dict[str, Any]) -> str:
+    r = stats["r"]
+    r_text = f"r = {r:.3f}" if np.isfinite(r) else "r = n/a"
+    return f"Pearson {r_text} \u00b7 top-{stats['k']} agreement {stats['top_k']}/{stats['k']}"
+
+
+def cell_labels(result) -> list[str]:
+    """Labels of every cell of ``result`` in C order (for hover text)."""
+    return [result.cell_label(ix) for ix in itertools.product(*(range(n) for n in result.shape))]
+
+
+def comparison_csv(estimate, exact) -> str:
+    """Tidy CSV: one row per cell, axis indices and labels, the estimate and the exact value."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    header: list[str] = []
+    for axis in exact.axes:
+        header += [axis, f"{axis}_label"]
+    metric = exact.metric or "value"
+    writer.writerow([*header, f"estimate_{metric}", f"exact_{metric}"])
+    for index in itertools.product(*(range(n) for n in exact.shape)):
+        row: list[Any] = []
+        for axis, i in zip(exact.axes, index):
+            row += [i, exact.head_label(index[0], i) if axis == "head" else exact.labels[axis][i]]
+        for arr in (estimate.values, exact.values):
+            v = arr[index]
+            row.append(repr(float(v)) if np.isfinite(v) else "")
+        writer.writerow(row)
+    return out.getvalue()
+
+
+@dataclass
+class ExactEta:
+    """ETA from the exact phase's own measured rate (the preview is not counted).
+
+    The rate is taken over the last few rows rather than from the start: the first row
+    carries the set-up (both prompts run) and on the fast path later layers are cheaper, so
+    the recent rate follows the real cost per cell.
+    """
+
+    window: int = 3
+    points: list[tuple[float, int]] = field(default_factory=list)  # (elapsed_s, cells done)
+
+    def add(self, done: int, elapsed: float) -> None:
+        self.points.append((float(elapsed), int(done)))
+
+    def rate(self) -> float | None:
+        """Cells per second, or None before the first exact row."""
+        if not self.points:
+            return None
+        t1, d1 = self.points[-1]
+        if len(self.points) >= 3:
+            t0, d0 = self.points[max(1, len(self.points) - 1 - self.window)]
+        else:
+            t0, d0 = 0.0, 0
+        if t1 <= t0 or d1 <= d0:
+            return None
+        return (d1 - d0) / (t1 - t0)
+
+    def eta(self, total: int) -> float | None:
+        rate = self.rate()
+        if rate is None:
+            return None
+        return max(0.0, (total - self.points[-1][1]) / rate)
