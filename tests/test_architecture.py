@@ -60,3 +60,12 @@ def test_core_and_engine_tests_pass_with_qt_absent():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout
+
+
+def test_core_type_checks():
+    """mypy on patchlab.core (the engine's tensor Optionals are not annotated tightly yet)."""
+    pytest = __import__("pytest")
+    pytest.importorskip("mypy")
+    proc = subprocess.run([sys.executable, "-m", "mypy", "patchlab/core", "--ignore-missing-imports",
+                           "--no-error-summary"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
