@@ -147,6 +147,11 @@ class HeatmapView(QWidget):
             self._dirty = True
 
     @property
+    def title(self) -> str:
+        """The title of the latest data (drawn on the next throttled redraw)."""
+        return self._title
+
+    @property
     def estimate_rows(self) -> frozenset[int]:
         return self._estimate_rows
 

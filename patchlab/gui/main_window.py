@@ -28,7 +28,14 @@ from patchlab.gui.jobs import Outcome
 from patchlab.gui.menus import MenusMixin
 from patchlab.gui.model_panel import ModelPanel
 from patchlab.gui.pair_editor import PairEditor, validate_pairs
-from patchlab.gui.preview import ExactEta, PreviewFailed, PreviewReady, cell_labels, merge_rows, preview_then_exact
+from patchlab.gui.preview import (
+    ExactEta,
+    PreviewFailed,
+    PreviewReady,
+    cell_labels,
+    merge_rows,
+    preview_then_exact,
+)
 from patchlab.gui.readouts import ReadoutPanel
 from patchlab.gui.scatter_view import ScatterView
 

@@ -1,0 +1,222 @@
+"""Instant attribution preview, the estimate-vs-exact view, ETA, and small UI fixes."""
+
+import time
+
+import numpy as np
+import pytest
+from guihelpers import WAIT_MS, wait_idle, wait_result
+from PySide6.QtCore import QObject, Slot
+from PySide6.QtGui import QImage
+
+import patchlab
+import patchlab.engine.sweep as sweep_module
+from patchlab.core.pairs import PromptPair
+from patchlab.gui.pair_editor import list_text
+from patchlab.gui.preview import ExactEta, PreviewReady, agreement
+
+REAL_ITER_PATCH = sweep_module.iter_patch
+TARGET = "attn_head_out_by_pos"
+
+
+def settings(target=TARGET, method="exact"):
+    return {"target": target, "direction": "denoise", "metric": "logit_diff_recovered",
+            "method": method}
+
+
+class Watcher(QObject):
+    """Connected after the window: sees the window's state right after each event."""
+
+    def __init__(self, window):
+        super().__init__()
+        self.w = window
+        self.seen = []
+        self.t0 = time.perf_counter()
+
+    @Slot(str, object)
+    def on_progress(self, kind, event):
+        if kind != "sweep":
+            return
+        phase = "ready" if isinstance(event, PreviewReady) else getattr(event, "phase", "?")
+        self.seen.append((phase, time.perf_counter() - self.t0, self.w.heatmap.title,
+                          frozenset(self.w.heatmap.estimate_rows)))
+
+
+@pytest.fixture
+def slow_estimate(monkeypatch):
+    """Sleep after each estimate row so a test can act during the preview phase."""
+
+    def slow(*args, **kwargs):
+        gen = REAL_ITER_PATCH(*args, **kwargs)
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield event
+            if event.phase == "estimate":
+                time.sleep(0.5)
+
+    monkeypatch.setattr(sweep_module, "iter_patch", slow)
+
+
+def test_preview_then_exact(qtbot, window, tmp_path):
+    w = window
+    w.experiment.set_settings(settings())
+    assert w.experiment.preview.isChecked()
+    watcher = Watcher(w)
+    w.controller.progress.connect(watcher.on_progress)
+    watcher.t0 = time.perf_counter()
+    assert w.run()
+    result = wait_result(qtbot, w)
+    total = time.perf_counter() - watcher.t0
+    phases = [s[0] for s in watcher.seen]
+    first_exact = phases.index("exact")
+    assert phases[0] == "estimate" and "ready" in phases[:first_exact], phases
+    est_title = watcher.seen[0][2]
+    assert "estimate (attribution patching)" in est_title and "arriving" in est_title
+    assert watcher.seen[0][3] == frozenset(range(result.shape[0])), "all rows start as estimate"
+    # exact rows replace estimate rows one layer at a time
+    assert watcher.seen[first_exact][3] == frozenset(range(1, result.shape[0]))
+    print(f"\npreview shown after {watcher.seen[0][1] * 1000:.0f} ms; exact done after "
+          f"{total * 1000:.0f} ms ({result.values.size} cells, {len(w.pair_editor.pairs())} pair)")
+
+    pairs = w.pair_editor.pairs()
+    exact = patchlab.patch(w.model, pairs, target=TARGET, method="exact")
+    estimate = patchlab.patch(w.model, pairs, target=TARGET, method="attribution")
+    assert result.meta["method"] == "exact" and result.meta["complete"]
+    np.testing.assert_allclose(result.values, exact.values, atol=1e-4)
+    np.testing.assert_allclose(w.estimate.values, estimate.values, atol=1e-4)
+    assert w.estimate.meta["method"] == "attribution"
+    # the final state is exact: heatmap = result, no hatching, title without "estimate"
+    np.testing.assert_array_equal(w.heatmap._values, result.values)
+    assert not w.heatmap.estimate_rows and "estimate" not in w.heatmap.title_item.text
+
+    # the scatter's data are the two results, cell by cell
+    w.scatter.flush()
+    e, x, labels = w.scatter.pairs()
+    np.testing.assert_array_equal(e, w.estimate.values.ravel())
+    np.testing.assert_array_equal(x, result.values.ravel())
+    assert labels[0] == result.cell_label((0, 0, 0))
+    xs, ys = w.scatter.points.getData()
+    np.testing.assert_array_equal(xs, e)
+    np.testing.assert_array_equal(ys, x)
+    stats = agreement(w.estimate.values, result.values)
+    assert f"top-{stats['k']} agreement {stats['top_k']}/{stats['k']}" in w.scatter.title_item.text
+    assert "Pearson r = " in w.scatter.title_item.text
+
+    # exports: PNG/SVG of the scatter and one CSV row per cell with both values
+    w.tabs.setCurrentWidget(w.scatter)
+    png, svg, csv = tmp_path / "s.png", tmp_path / "s.svg", tmp_path / "s.csv"
+    w.export_figure(png)
+    w.export_figure(svg)
+    w.export_data(csv)
+    assert QImage(str(png)).width() > 300
+    assert "attribution estimate" in svg.read_text()
+    rows = csv.read_text().splitlines()
+    assert rows[0].endswith("estimate_logit_diff_recovered,exact_logit_diff_recovered")
+    assert len(rows) == 1 + result.values.size
+    last = rows[-1].split(",")
+    assert float(last[-2]) == pytest.approx(w.estimate.values.ravel()[-1])
+    assert float(last[-1]) == pytest.approx(result.values.ravel()[-1])
+    names = {p.name for p in w.export_all(tmp_path)}
+    assert {"scatter.png", "scatter.svg", "estimate_vs_exact.csv"} <= names
+
+
+def test_cancel_during_preview(qtbot, window, slow_estimate):
+    w = window
+    w.experiment.set_settings(settings())
+    assert w.run()
+    qtbot.waitUntil(lambda: w._run["estimate_values"] is not None, timeout=WAIT_MS)
+    t0 = time.perf_counter()
+    w.cancel()
+    wait_result(qtbot, w)
+    assert time.perf_counter() - t0 < 1.5
+    r = w.result
+    assert r.meta["cancelled"] and r.meta.get("preview_only")
+    assert "Cancelled during the preview" in w.experiment.progress_text.text()
+    assert not w.heatmap.estimate_rows
+
+
+def test_new_run_during_preview_supersedes(qtbot, window, slow_estimate):
+    w = window
+    seen = []
+    recorder = Recorder(seen)
+    w.controller.done.connect(recorder.record_done)
+    w.experiment.set_settings(settings())
+    assert w.run()
+    qtbot.waitUntil(lambda: w._run["estimate_values"] is not None, timeout=WAIT_MS)
+    w.experiment.set_settings(settings("attn_head_out_all_pos"))
+    assert w.run()
+    r = wait_result(qtbot, w)
+    assert r.target == "attn_head_out_all_pos" and r.meta["complete"] and r.meta["method"] == "exact"
+    assert w.estimate.target == "attn_head_out_all_pos"
+    assert [o.value for o in seen if o.kind == "sweep"] == [r], "the superseded run must be dropped"
+
+
+class Recorder(QObject):
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    @Slot(object)
+    def record_done(self, outcome):
+        self.out.append(outcome)
+
+
+def test_preview_failure_is_skipped(qtbot, window, monkeypatch):
+    def failing(*args, **kwargs):
+        if kwargs.get("method") == "attribution":
+            raise RuntimeError("no gradients for this architecture")
+        return REAL_ITER_PATCH(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "iter_patch", failing)
+    w = window
+    w.experiment.set_settings(settings("resid_pre"))
+    assert w.run()
+    r = wait_result(qtbot, w)
+    assert r.meta["complete"] and w.estimate is None
+    assert "No preview" in w.statusBar().currentMessage()
+
+
+def test_preview_setting_off_and_persisted(qtbot, window):
+    w = window
+    w.experiment.preview.setChecked(False)
+    w.save_settings()
+    w.experiment.preview.setChecked(True)
+    w.restore_settings()
+    assert not w.experiment.preview.isChecked()
+    w.experiment.set_settings(settings("resid_pre"))
+    assert w.run()
+    wait_result(qtbot, w)
+    assert w.estimate is None and w.result.meta["complete"]
+    w.experiment.set_settings(settings("resid_pre", method="attribution"))
+    assert not w.experiment.preview.isEnabled()
+
+
+def test_exact_eta_uses_recent_exact_rate():
+    eta = ExactEta()
+    assert eta.eta(100) is None
+    eta.add(10, 2.0)  # the first row carries the set-up
+    assert eta.eta(100) == pytest.approx(18.0)
+    eta.add(20, 2.5)
+    eta.add(30, 2.9)  # later rows are cheaper: 10 cells per 0.4-0.5 s
+    assert eta.eta(100) == pytest.approx(70 / (10 / 0.4), rel=1e-6)  # first row not counted
+
+
+def test_pair_list_keeps_first_word(qtbot, window):
+    p = PromptPair("fux koz kuz buz puz poz fiz kux tox foz buz", "x", " puz", " kaz")
+    assert list_text(0, p).startswith("1: fux koz kuz")
+    long = PromptPair("When John and Mary went to the store, John gave a drink to", "x", " Mary", " John")
+    text = list_text(1, long)
+    assert text.startswith("2: When John") and "\u2026" in text
+    assert window.pair_editor.list.item(0).text().startswith("1: " + window.pair_editor.pairs()[0].clean.split()[0])
+
+
+def test_decomposition_progress_reads_done(qtbot, window):
+    w = window
+    w.run_decompose()
+    qtbot.waitUntil(lambda: w.decomposition is not None or bool(w.last_error), timeout=WAIT_MS)
+    wait_idle(qtbot, w)
+    bar = w.experiment.progress
+    assert bar.value() == bar.maximum() and "runs" in bar.format()
+    assert "Decomposition done" in w.experiment.progress_text.text()
