@@ -71,6 +71,7 @@ class HeatmapView(QWidget):
         self._selected: tuple[int, ...] | None = None
         self._estimate_rows: frozenset[int] = frozenset()
         self._hatches: list[QGraphicsRectItem] = []
+        self._drawn: dict[str, object] = {}  # what the last redraw set (see _set_once)
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground(None)
@@ -179,6 +180,8 @@ class HeatmapView(QWidget):
 
     def clear(self) -> None:
         self._values = None
+        self._drawn.pop("title", None)
+        self._drawn.pop("shape", None)
         self._estimate_rows = frozenset()
         for item in self._hatches:
             item.setVisible(False)
@@ -213,24 +216,37 @@ class HeatmapView(QWidget):
         m = symmetric_limit(data, self._metric)
         self.image.setImage(np.ascontiguousarray(data, dtype=np.float64), autoLevels=False,
                             levels=(-m, m))
-        self.colorbar.setLevels((-m, m))
-        self.colorbar.setColorMap(CMAPS[self.cbd.isChecked()])
-        self.colorbar.axis.setLabel(METRICS.get(self._metric, self._metric).split(" (")[0])
         n_layers, n_x = data.shape
-        self.image.setRect(QRectF(0, 0, n_x, n_layers))
-        self._draw_hatches(n_x)
-        self.plot.setRange(xRange=(0, n_x), yRange=(0, n_layers), padding=0)
         ylab = self._labels.get("layer", [str(i) for i in range(n_layers)])
-        self.plot.getAxis("left").setTicks([[(i + 0.5, ylab[i]) for i in range(n_layers)]])
-        self.plot.getAxis("left").setLabel("layer")
         xlab = self._labels.get(xaxis, [str(i) for i in range(n_x)])
         if xaxis == "pos":
-            ticks = [(i + 0.5, f"{xlab[i]!r}"[1:-1] if xlab[i].strip() != xlab[i] else xlab[i]) for i in range(n_x)]
+            xticks = [(i + 0.5, f"{xlab[i]!r}"[1:-1] if xlab[i].strip() != xlab[i] else xlab[i]) for i in range(n_x)]
         else:
-            ticks = [(i + 0.5, xlab[i]) for i in range(n_x)]
-        self.plot.getAxis("bottom").setTicks([ticks])
-        self.plot.getAxis("bottom").setLabel("position (token)" if xaxis == "pos" else xaxis)
-        self.title_item.setText(self._title)
+            xticks = [(i + 0.5, xlab[i]) for i in range(n_x)]
+        # set only what changed: each setter re-lays out or regenerates an axis, and during a
+        # sweep only the image (and perhaps the levels) change (keeps event-loop stalls short)
+        self._set_once("levels", m, self.colorbar.setLevels, (-m, m))
+        self._set_once("cmap", self.cbd.isChecked(), self.colorbar.setColorMap, CMAPS[self.cbd.isChecked()])
+        bar_label = METRICS.get(self._metric, self._metric).split(" (")[0]
+        self._set_once("bar_label", bar_label, self.colorbar.axis.setLabel, bar_label)
+        if self._set_once("shape", (n_layers, n_x), self.image.setRect, QRectF(0, 0, n_x, n_layers)):
+            self.plot.setRange(xRange=(0, n_x), yRange=(0, n_layers), padding=0)
+        self._draw_hatches(n_x)
+        yticks = [(i + 0.5, ylab[i]) for i in range(n_layers)]
+        self._set_once("yticks", yticks, self.plot.getAxis("left").setTicks, [yticks])
+        self._set_once("ylabel", "layer", self.plot.getAxis("left").setLabel, "layer")
+        self._set_once("xticks", xticks, self.plot.getAxis("bottom").setTicks, [xticks])
+        xname = "position (token)" if xaxis == "pos" else xaxis
+        self._set_once("xlabel", xname, self.plot.getAxis("bottom").setLabel, xname)
+        self._set_once("title", self._title, self.title_item.setText, self._title)
+
+    def _set_once(self, key: str, value, setter, *args) -> bool:
+        """Call ``setter(*args)`` when ``value`` differs from the one drawn last; True if called."""
+        if key in self._drawn and self._drawn[key] == value:
+            return False
+        self._drawn[key] = value
+        setter(*args)
+        return True
 
     def _set_pos_visible(self, visible: bool) -> None:
         self.pos_box.setVisible(visible)

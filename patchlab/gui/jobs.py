@@ -56,12 +56,31 @@ def worker_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+#: Niceness of the worker thread: when the cores are busy (another process, torch) the
+#: scheduler then favours the GUI thread, which keeps event-loop stalls short.
+WORKER_NICE = 10
+
+
+def lower_thread_priority(nice: int = WORKER_NICE) -> bool:
+    """Raise the calling thread's niceness (Linux: per thread); False where not possible."""
+    if not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        return True
+    except OSError:
+        return False
+
+
 def job_generator(job: Job):
     """Run ``job.func``; yield ``Tagged`` events, return an ``Outcome``."""
     import torch
 
     # a call in the main thread did not limit the worker; it has to happen here
     torch.set_num_threads(worker_threads())
+    lower_thread_priority()
     yield Tagged(job.run_id, job.kind, None)  # lets the GUI show "busy" at once
     try:
         if job.stop.is_set():

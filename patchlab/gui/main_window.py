@@ -39,6 +39,10 @@ from patchlab.gui.preview import (
 from patchlab.gui.readouts import ReadoutPanel
 from patchlab.gui.scatter_view import ScatterView
 
+#: Second title line while hatched rows still show the attribution estimate.
+LIVE_NOTE = ("<br><i>hatched rows: estimate (attribution patching), exact values "
+             "arriving\u2026</i>")
+
 
 def _engine():
     """Engine entry points, imported lazily (torch loads on first use)."""
@@ -295,8 +299,7 @@ class MainWindow(MenusMixin, QMainWindow):
         run["estimate_values"] = event.values
         if run["preview"]:
             self.heatmap.set_estimate_rows(range(event.values.shape[0]))
-            self._show_live(event.values, "<br><i>estimate (attribution patching), exact values "
-                                          "arriving\u2026</i>")
+            self._show_live(event.values, LIVE_NOTE)
             self.experiment.set_progress(0, event.total, 0.0, note="Estimate shown \u00b7 exact: ")
             self.experiment.set_status(f"Estimate (attribution patching) in {event.elapsed:.2f} s; "
                                        f"exact values arriving\u2026")
@@ -318,8 +321,7 @@ class MainWindow(MenusMixin, QMainWindow):
         if est is not None and est.shape == event.values.shape and len(run["exact_rows"]) < n_rows:
             shown = merge_rows(est, event.values, run["exact_rows"])
             self.heatmap.set_estimate_rows(set(range(n_rows)) - run["exact_rows"])
-            suffix = (f"<br><i>exact: {len(run['exact_rows'])}/{n_rows} layers \u00b7 hatched rows "
-                      f"are still the attribution estimate</i>")
+            suffix = LIVE_NOTE  # the same text as in the preview: no relayout per row
         else:
             shown = event.values
             self.heatmap.set_estimate_rows(())

@@ -7,6 +7,7 @@ import pytest
 from guihelpers import WAIT_MS, wait_idle, wait_progress, wait_result
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Slot
 
+import patchlab
 import patchlab.engine.sweep as sweep_module
 
 REAL_ITER_PATCH = sweep_module.iter_patch
@@ -142,19 +143,33 @@ class GapProbe(QObject):
 
 
 def test_event_loop_stall(qtbot, window):
+    """Longer sweeps on the default model (4 example pairs, preview on, runs back to back)."""
     w = window
+    groups = {}  # by_pos targets need pairs of one token length: the largest such group
+    for e in patchlab.examples(w.model_info().name):
+        groups.setdefault(len(w.model.to_str_tokens(e.pair.clean)), []).append(e.pair)
+    if groups:
+        w.pair_editor.set_pairs(max(groups.values(), key=len)[:4])
+        assert w.validate()
+    w.experiment.preview.setChecked(True)
     probe = GapProbe()
     probe.timer.start()
     t0 = time.perf_counter()
-    cells = 0
-    for target in ("attn_head_out_by_pos", "attn_head_pattern_by_pos", "resid_pre"):
-        w.experiment.set_settings({"target": target, "direction": "denoise",
+    cells = runs = 0
+    gaps = []
+    targets = ("attn_head_out_by_pos", "attn_head_pattern_by_pos", "resid_pre")
+    while runs < 6 or time.perf_counter() - t0 < 3.0:  # back to back for a few seconds
+        w.experiment.set_settings({"target": targets[runs % 3], "direction": "denoise",
                                    "metric": "logit_diff_recovered", "method": "exact"})
+        probe.max_gap, probe.last = 0.0, None
         assert w.run()
         cells += wait_result(qtbot, w).values.size
+        runs += 1
+        gaps.append(probe.max_gap * 1000)
     duration = time.perf_counter() - t0
     probe.timer.stop()
-    gap_ms = probe.max_gap * 1000
-    print(f"\nevent-loop max gap during {cells} cells of sweeps on "
-          f"{w.model_info().name} ({duration:.2f} s): {gap_ms:.1f} ms")
+    gap_ms = max(gaps)
+    print(f"\nevent-loop max gap during {runs} exact sweeps with preview ({cells} cells, "
+          f"{len(w.pair_editor.pairs())} pairs) on {w.model_info().name} ({duration:.2f} s): "
+          f"{gap_ms:.1f} ms (median of the per-run maxima {sorted(gaps)[len(gaps) // 2]:.0f} ms)")
     assert gap_ms < 250, f"the GUI froze for {gap_ms:.0f} ms during a sweep"
