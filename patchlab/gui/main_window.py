@@ -309,6 +309,7 @@ class MainWindow(MenusMixin, QMainWindow):
 
     def _on_preview_ready(self, event: PreviewReady) -> None:
         self.estimate = event.result
+        self._run["preview_s"] = event.elapsed
         self._run["labels"] = cell_labels(event.result)
         self._update_scatter(None)
 
@@ -382,9 +383,11 @@ class MainWindow(MenusMixin, QMainWindow):
             self.experiment.set_status(f"Cancelled: {done}/{r.values.size} cells kept.")
         else:
             self.experiment.set_progress(r.values.size, r.values.size, r.meta.get("elapsed_s", 0.0))
+            ps = self._run.get("preview_s") if self.estimate is not None else None
+            preview = f"; estimate shown after {ps:.2f} s" if ps is not None else ""
             self.experiment.set_status(
                 f"Done: {r.values.size} cells in {r.meta.get('elapsed_s', 0):.2f} s "
-                f"({r.meta.get('engine_path', '')} engine). Click a cell for its patched run.")
+                f"({r.meta.get('engine_path', '')} engine{preview}). Click a cell for its patched run.")
 
     def _done_readout(self, out: Outcome) -> None:
         if out.error:
