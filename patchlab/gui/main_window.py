@@ -316,7 +316,7 @@ class MainWindow(MenusMixin, QMainWindow):
     def _on_exact_row(self, event) -> None:
         run = self._run
         run["exact_rows"].add(event.layer)
-        run["eta"].add(event.done, event.elapsed)
+        run["eta"].add(event.done, event.elapsed, event.layer)
         est = run["estimate_values"]
         n_rows = event.values.shape[0]
         if est is not None and est.shape == event.values.shape and len(run["exact_rows"]) < n_rows:
@@ -329,7 +329,7 @@ class MainWindow(MenusMixin, QMainWindow):
             suffix = ""
         self._show_live(shown, suffix)
         self.experiment.set_progress(event.done, event.total, event.elapsed,
-                                     eta=run["eta"].eta(event.total))
+                                     eta=run["eta"].eta(event.total, n_rows))
         self._update_scatter(event.values)
 
     def _update_scatter(self, exact) -> None:

@@ -130,34 +130,42 @@ def comparison_csv(estimate, exact) -> str:
 
 @dataclass
 class ExactEta:
-    """ETA from the exact phase's own measured rate (the preview is not counted).
+    """ETA from the exact phase's own measured row times (the preview is not counted).
 
-    The rate is taken over the last few rows rather than from the start: the first row
-    carries the set-up (both prompts run) and on the fast path later layers are cheaper, so
-    the recent rate follows the real cost per cell.
+    Rows arrive in layer order, and on the fast path a row costs less the later its layer
+    (it starts at the patched layer): a straight line is fitted to the measured row times
+    against the layer and summed over the layers still to come. The first row carries the
+    set-up (both prompts run) and is left out of the fit; until two other rows are in, the
+    average rate since the start is used.
     """
 
-    window: int = 3
-    points: list[tuple[float, int]] = field(default_factory=list)  # (elapsed_s, cells done)
+    points: list[tuple[float, int, int | None]] = field(default_factory=list)  # (elapsed, done, layer)
 
-    def add(self, done: int, elapsed: float) -> None:
-        self.points.append((float(elapsed), int(done)))
+    def add(self, done: int, elapsed: float, layer: int | None = None) -> None:
+        self.points.append((float(elapsed), int(done), layer))
 
     def rate(self) -> float | None:
-        """Cells per second, or None before the first exact row."""
+        """Average cells per second since the exact phase started."""
+        if not self.points or self.points[-1][0] <= 0:
+            return None
+        return self.points[-1][1] / self.points[-1][0]
+
+    def eta(self, total: int, n_rows: int | None = None) -> float | None:
+        """Seconds left for ``total`` cells in ``n_rows`` layer rows; None before any row."""
         if not self.points:
             return None
-        t1, d1 = self.points[-1]
-        if len(self.points) >= 3:
-            t0, d0 = self.points[max(1, len(self.points) - 1 - self.window)]
-        else:
-            t0, d0 = 0.0, 0
-        if t1 <= t0 or d1 <= d0:
-            return None
-        return (d1 - d0) / (t1 - t0)
-
-    def eta(self, total: int) -> float | None:
+        t_last, done, last_layer = self.points[-1]
+        if done >= total:
+            return 0.0
+        rows = [(self.points[i][2], self.points[i][0] - self.points[i - 1][0])
+                for i in range(1, len(self.points))]
+        if n_rows and last_layer is not None and len(rows) >= 2 and all(r[0] is not None for r in rows):
+            layers = np.array([r[0] for r in rows], float)
+            secs = np.array([r[1] for r in rows], float)
+            if np.ptp(layers) > 0:
+                slope, icpt = np.polyfit(layers, secs, 1)
+                left = np.arange(last_layer + 1, n_rows, dtype=float)
+                floor = 0.1 * float(secs.mean())
+                return float(np.maximum(icpt + slope * left, floor).sum())
         rate = self.rate()
-        if rate is None:
-            return None
-        return max(0.0, (total - self.points[-1][1]) / rate)
+        return None if rate is None else (total - done) / rate

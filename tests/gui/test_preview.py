@@ -193,14 +193,19 @@ def test_preview_setting_off_and_persisted(qtbot, window):
     assert not w.experiment.preview.isEnabled()
 
 
-def test_exact_eta_uses_recent_exact_rate():
+def test_exact_eta_follows_cheaper_later_layers():
     eta = ExactEta()
-    assert eta.eta(100) is None
-    eta.add(10, 2.0)  # the first row carries the set-up
-    assert eta.eta(100) == pytest.approx(18.0)
-    eta.add(20, 2.5)
-    eta.add(30, 2.9)  # later rows are cheaper: 10 cells per 0.4-0.5 s
-    assert eta.eta(100) == pytest.approx(70 / (10 / 0.4), rel=1e-6)  # first row not counted
+    assert eta.eta(120, 12) is None
+    eta.add(10, 4.0, 0)  # the first row carries the set-up: average rate until more rows
+    assert eta.eta(120, 12) == pytest.approx(110 / (10 / 4.0))
+    # then each row is 0.2 s cheaper than the one before (rows start at their layer)
+    t = 4.0
+    for layer in (1, 2, 3):
+        t += 2.4 - 0.2 * layer
+        eta.add(10 * (layer + 1), t, layer)
+    expected = sum(max(2.4 - 0.2 * layer, 0.1 * 1.8) for layer in range(4, 12))
+    assert eta.eta(120, 12) == pytest.approx(expected)
+    assert eta.eta(120, 12) < (120 - 40) / eta.rate(), "cheaper than the average rate says"
 
 
 def test_pair_list_keeps_first_word(qtbot, window):
