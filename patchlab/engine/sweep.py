@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -10,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from patchlab._version import __version__
-from patchlab.core.errors import Cancelled
-from patchlab.core.metrics import RAW, aggregate, base_metric
+from patchlab.core.errors import Cancelled, InputError
+from patchlab.core.metrics import RAW, aggregate, base_metric, check_method
 from patchlab.core.pairs import PromptPair
 from patchlab.core.result import PatchResult
 from patchlab.engine import generic
@@ -57,8 +58,6 @@ def _pick_backend(ctx: SweepContext, engine: str):
             if reason is None:
                 return fast, ""
             if engine == "fast":
-                from patchlab.core.errors import InputError
-
                 raise InputError(f"The fast engine does not apply here: {reason}")
             return generic, reason
     return generic, ""
@@ -106,12 +105,16 @@ def iter_patch(
     stop: Any = None,
     batch_size: int | None = None,
     engine: str = "auto",
+    context: SweepContext | None = None,
 ) -> Generator[SweepEvent, None, PatchResult]:
     """Run a patching sweep, yielding a :class:`SweepEvent` per finished layer row.
 
     Parameters are those of :func:`patchlab.patch`, plus ``stop`` (a callable or
     ``threading.Event`` checked between chunks and inside hooks), ``batch_size`` (cells per
     forward pass; default from free memory) and ``engine`` (``auto``, ``fast`` or ``generic``).
+    ``context`` reuses a :func:`patchlab.engine.context.prepare` result for the same model,
+    pairs, target, metric and direction (e.g. an attribution preview, then the exact sweep);
+    prepare it with ``cache_base=True`` for attribution.
 
     Returns
     -------
@@ -121,8 +124,11 @@ def iter_patch(
     """
     stop_fn = as_stop(stop)
     t0 = time.perf_counter()
-    ctx = prepare(model, pairs, target=target, metric=metric, direction=direction, method=method,
-                  cache_base=method == "attribution")
+    if context is None:
+        ctx = prepare(model, pairs, target=target, metric=metric, direction=direction, method=method,
+                      cache_base=method == "attribution")
+    else:
+        ctx = _reuse(context, model, target, metric, direction, method)
     bm = base_metric(metric)
     per_pair_raw = {q: np.full((len(ctx.pairs), *ctx.shape), np.nan) for q in RAW}
 
@@ -171,6 +177,16 @@ def iter_patch(
     meta["cancelled"] = cancelled
     meta["cell_raw"] = {q: per_pair_raw[q].mean(axis=0) for q in RAW}
     return PatchResult(values=values, axes=ctx.target.axes, labels=_labels(ctx), per_pair=per_pair, meta=meta)
+
+
+def _reuse(ctx: SweepContext, model: Any, target: str, metric: str, direction: str, method: str) -> SweepContext:
+    """A prepared context for another method, after checking it was made for this sweep."""
+    check_method(method)
+    if ctx.model is not model or (ctx.target.name, ctx.metric, ctx.direction) != (target, metric, direction):
+        raise InputError("The prepared context was made for another model, target, metric or direction.")
+    if method == "attribution" and not ctx.base_caches:
+        raise InputError("Attribution needs a context prepared with cache_base=True.")
+    return dataclasses.replace(ctx, method=method)
 
 
 def run_to_end(gen: Generator[Any, None, Any]) -> Any:

@@ -44,12 +44,15 @@ def preview_then_exact(model, pairs, *, target: str, metric: str, direction: str
     returned with ``meta["cancelled"] = True`` and ``meta["preview_only"] = True``.
     """
     from patchlab.engine import sweep  # module attribute: tests may wrap iter_patch
-    from patchlab.engine.context import as_stop
+    from patchlab.engine.context import as_stop, prepare
 
     stopped = as_stop(stop)
     spec = dict(target=target, metric=metric, direction=direction, stop=stop)
     estimate = None
     if preview:
+        # both prompts run once (with the caches attribution needs) for the two passes
+        spec["context"] = prepare(model, pairs, target=target, metric=metric, direction=direction,
+                                  method="exact", cache_base=True)
         t0 = time.perf_counter()
         try:
             estimate = yield from sweep.iter_patch(model, pairs, method="attribution", **spec)

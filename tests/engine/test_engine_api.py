@@ -120,3 +120,18 @@ def test_pos_targets_need_equal_lengths_across_pairs(model):
         patchlab.patch(model, [a, b], target="resid_pre")
     res = patchlab.patch(model, [a, b], target="attn_head_out_all_pos")  # no position axis: fine
     assert res.per_pair.shape[0] == 2
+
+
+def test_a_prepared_context_serves_attribution_then_exact(model, pair):
+    from patchlab.engine.context import prepare
+    from patchlab.engine.sweep import run_to_end
+
+    ctx = prepare(model, pair, target="attn_head_out_all_pos", method="exact", cache_base=True)
+    est = run_to_end(iter_patch(model, pair, target="attn_head_out_all_pos", method="attribution", context=ctx))
+    exact = run_to_end(iter_patch(model, pair, target="attn_head_out_all_pos", context=ctx))
+    assert est.meta["method"] == "attribution" and exact.meta["method"] == "exact"
+    np.testing.assert_allclose(exact.values, patchlab.patch(model, pair, target="attn_head_out_all_pos").values, atol=1e-5)
+    np.testing.assert_allclose(est.values, patchlab.patch(model, pair, target="attn_head_out_all_pos",
+                                                          method="attribution").values, atol=1e-5)
+    with pytest.raises(patchlab.InputError, match="another model, target"):
+        run_to_end(iter_patch(model, pair, target="resid_pre", context=ctx))
