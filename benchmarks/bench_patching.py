@@ -161,8 +161,9 @@ def tl_reference(model, pair, target: str, max_cells: int):
 
 
 def run_case(model, pair, target: str, max_cells: int, peak: float) -> dict:
-    import patchlab
     from torch.utils.flop_counter import FlopCounterMode
+
+    import patchlab
 
     tl_s, measured, total, ref = tl_reference(model, pair, target, max_cells)
     # warm-up: weight extraction is cached per model, so a cheap target suffices

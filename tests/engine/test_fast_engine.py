@@ -88,3 +88,14 @@ def test_rows_arrive_in_layer_order_with_raw_quantities(model, pair):
         layers.append(event.layer)
         assert set(event.raw) == set(patchlab.core.metrics.RAW)
     assert layers == list(range(model.cfg.n_layers))
+
+
+@pytest.mark.parametrize("target", ["attn_head_out_all_pos", "attn_head_q_all_pos", "attn_head_v_all_pos",
+                                    "attn_head_pattern_all_pos"])
+def test_one_wave_over_all_layers_equals_layer_by_layer(model, pair, target, monkeypatch):
+    # batch_size 1 forces one layer at a time; WAVE_MIN_YIELDS 1 lets every layer join one wave
+    one = patchlab.patch(model, pair, target=target, metric="logit_diff", batch_size=1)
+    monkeypatch.setattr(backend, "WAVE_MIN_YIELDS", 1)
+    wave = patchlab.patch(model, pair, target=target, metric="logit_diff")
+    assert wave.meta["engine_path"] == one.meta["engine_path"] == "fast-torch"
+    np.testing.assert_allclose(wave.values, one.values, atol=1e-5)

@@ -139,3 +139,27 @@ def test_noise_direction_patches_corrupted_into_clean(model):
     res = patchlab.patch(model, pair, target="resid_pre", direction="noise", metric="logit_diff")
     # the first position is the same token in both prompts: patching it changes nothing
     assert res.values[0, 0] == pytest.approx(res.meta["runs"]["clean"]["logit_diff"], abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def embedded_models():
+    from patchlab.engine.embedded import load_embedded
+
+    return {name: load_embedded(name) for name in ("toy-solu1", "toy-attn2")}
+
+
+@pytest.mark.parametrize("name,target", [
+    ("toy-solu1", "mlp_out"), ("toy-solu1", "resid_pre"), ("toy-solu1", "attn_head_out_all_pos"),
+    ("toy-solu1", "attn_head_v_by_pos"), ("toy-attn2", "resid_pre"), ("toy-attn2", "attn_head_q_all_pos"),
+    ("toy-attn2", "attn_head_k_by_pos"),
+])
+def test_embedded_models_take_the_fast_path_and_match_transformer_lens(embedded_models, name, target):
+    from patchlab.core.examples import load_examples
+
+    model = embedded_models[name]
+    ex = load_examples(name)[0]
+    ours = patchlab.patch(model, ex.pair, target=target, metric="logit_diff")
+    # SoLU-LN (x * softmax(x), then a LayerNorm inside the MLP) is implemented by the fast path
+    assert ours.meta["engine_path"] == "fast-torch", ours.meta["fallback_reason"]
+    ref = reference(model, [ex.pair], target, "denoise", "logit_diff")
+    np.testing.assert_allclose(ours.values, ref, atol=TOL, rtol=0)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from patchlab.core.metrics import RAW
-from patchlab.engine.context import SweepContext, StopFlag, check_stop, hook_name
-from patchlab.engine.fast.entries import cell_start, run_cells
-from patchlab.engine.fast.forward import BaseRun, base_run
+from patchlab.engine.context import StopFlag, SweepContext, check_stop, hook_name
+from patchlab.engine.fast.entries import cell_start, dense_entry, run_cells
+from patchlab.engine.fast.forward import BaseRun, base_run, run_wave
 from patchlab.engine.fast.weights import FastWeights, Unsupported, extract
 from patchlab.engine.memory import choose_batch, is_oom
 from patchlab.engine.quantities import last_quantities
@@ -24,8 +25,11 @@ MERGE_SLACK = 0.25
 MIN_TOKENS = 96
 # rows with different starts run packed (no wasted position-wise work), so chunks mix starts
 PACKED = True
+# all-position head sweeps run several layers per wave, but in at least this many waves so
+# rows still stream to the display
+WAVE_MIN_YIELDS = 2
 
-_WEIGHTS: "weakref.WeakKeyDictionary[Any, tuple[Any, FastWeights]]" = weakref.WeakKeyDictionary()
+_WEIGHTS: weakref.WeakKeyDictionary[Any, tuple[Any, FastWeights]] = weakref.WeakKeyDictionary()
 _STATE: dict[int, dict[str, Any]] = {}
 
 
@@ -131,6 +135,17 @@ def chunks(starts: np.ndarray, n_pos: int, bs: int) -> list[np.ndarray]:
     return [np.array(c) for c in out]
 
 
+def _wave_logits(ctx: SweepContext, w: FastWeights, base: BaseRun, p: int, layers: range,
+                 cells: torch.Tensor) -> torch.Tensor:
+    """Logits ``[len(layers) * B, vocab]`` of all-position head cells, layers joined in one wave."""
+    entries = []
+    for layer in layers:
+        src = ctx.source_caches[p][hook_name(ctx.target, layer)][0]
+        stage, x = dense_entry(w, layer, base, src, cells, ctx.target.act)
+        entries.append((layer, stage, x))
+    return run_wave(w, base, entries)
+
+
 def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Yield ``(layer, raw)`` per layer; ``raw[q]`` is ``(n_pairs, *row_shape)``."""
     state = _STATE.get(id(ctx))
@@ -146,30 +161,60 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
     cells_all = torch.from_numpy(cells_np).to(device)
     starts = cell_start(torch.from_numpy(cells_np), tgt.act, tgt.axes).numpy()
     n_pos = ctx.pairs[0].n_pos
-    bs = batch_size or choose_batch(bytes_per_row(ctx, w), device, limit=len(cells_np))
+    bs = batch_size or choose_batch(bytes_per_row(ctx, w), device, limit=ctx.n_layers * len(cells_np))
     groups = chunks(starts, n_pos, bs)
-    for layer in range(ctx.n_layers):
-        name = hook_name(tgt, layer)
-        raw = {q: np.full((len(ctx.pairs), *ctx.row_shape), np.nan) for q in RAW}
+
+    def new_raw(n_layers: int) -> dict[str, np.ndarray]:
+        return {q: np.full((n_layers, len(ctx.pairs), *ctx.row_shape), np.nan) for q in RAW}
+
+    def layer_rows(layer: int, p: int, raw: dict[str, np.ndarray]) -> None:
+        """One layer's cells of pair ``p`` in chunks of ``bs`` rows, halving a chunk on OOM."""
+        tp = ctx.pairs[p]
+        src = ctx.source_caches[p][hook_name(tgt, layer)][0]
+        todo = list(groups)
+        while todo:
+            check_stop(stop)
+            idx = todo.pop(0)
+            try:
+                with torch.inference_mode():
+                    logits = run_cells(w, layer, bases[p], src, cells_all[idx], tgt.act, tgt.axes)
+                    q = last_quantities(logits, tp.answer_id, tp.wrong_id)
+            except Exception as exc:
+                if is_oom(exc) and len(idx) > 1:
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    half = len(idx) // 2
+                    todo[:0] = [idx[:half], idx[half:]]
+                    continue
+                raise
+            sel = (p, *cells_np[idx].T)
+            for k, v in q.items():
+                raw[k][sel] = v
+
+    # all-position head cells all start at position 0: several layers' rows share one wave
+    per = 1
+    if "pos" not in tgt.axes and bs >= len(cells_np):
+        per = max(1, min(bs // len(cells_np), -(-ctx.n_layers // WAVE_MIN_YIELDS)))
+    for first in range(0, ctx.n_layers, per):
+        layers = range(first, min(ctx.n_layers, first + per))
+        raw = new_raw(len(layers))
         for p, tp in enumerate(ctx.pairs):
-            src = ctx.source_caches[p][name][0]
-            todo = list(groups)
-            while todo:
-                check_stop(stop)
-                idx = todo.pop(0)
-                try:
-                    with torch.inference_mode():
-                        logits = run_cells(w, layer, bases[p], src, cells_all[idx], tgt.act, tgt.axes)
-                        q = last_quantities(logits, tp.answer_id, tp.wrong_id)
-                except Exception as exc:
-                    if is_oom(exc) and len(idx) > 1:
-                        if device.type == "cuda":
-                            torch.cuda.empty_cache()
-                        half = len(idx) // 2
-                        todo[:0] = [idx[:half], idx[half:]]
-                        continue
+            if per == 1:
+                layer_rows(first, p, {k: v[0] for k, v in raw.items()})
+                continue
+            check_stop(stop)
+            try:
+                with torch.inference_mode():
+                    q = last_quantities(_wave_logits(ctx, w, bases[p], p, layers, cells_all), tp.answer_id, tp.wrong_id)
+            except Exception as exc:
+                if not is_oom(exc):
                     raise
-                sel = (p, *cells_np[idx].T)
-                for k, v in q.items():
-                    raw[k][sel] = v
-        yield layer, raw
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                for i, layer in enumerate(layers):
+                    layer_rows(layer, p, {k: v[i] for k, v in raw.items()})
+                continue
+            for k, v in q.items():
+                raw[k][:, p] = v.reshape(len(layers), *ctx.row_shape)
+        for i, layer in enumerate(layers):
+            yield layer, {k: v[i] for k, v in raw.items()}

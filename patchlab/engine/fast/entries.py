@@ -33,18 +33,34 @@ def _finish_sparse_attn(w: FastWeights, li: int, base: BaseRun, pos: torch.Tenso
     else:
         mid = pre + a
         # the MLP is position-wise: in this layer only the patched position changes
-        post_vals = mid + mlp(w, w.layers[li], mid)
+        post_vals = mlp(w, w.layers[li], mid, mid)
     x = _grid(base.post[li], s, B)
     x[torch.arange(B, device=pos.device), pos - s] = post_vals
     return run_from(w, li, "post", x, s, base, pos)
 
 
-def _finish_dense_attn(w: FastWeights, li: int, base: BaseRun, a: torch.Tensor, s: int, starts=None):
-    """New attention output ``a [B, n, d]`` at positions ``s..T-1``."""
+def _finish_dense_attn(w: FastWeights, li: int, base: BaseRun, a: torch.Tensor, s: int, starts=None,
+                       entry: bool = False):
+    """New attention output ``a [B, n, d]`` at positions ``s..T-1``.
+
+    ``entry`` returns the state ``(stage, residual)`` instead of logits, for
+    :func:`~patchlab.engine.fast.forward.run_wave` to finish together with other layers' rows.
+    """
     pre = base.pre[li][s:]
-    if w.parallel:
-        return run_from(w, li, "post", pre + a + base.mlp[li][s:], s, base, starts)
-    return run_from(w, li, "mid", pre + a, s, base, starts)
+    stage, x = ("post", pre + a + base.mlp[li][s:]) if w.parallel else ("mid", pre + a)
+    return (stage, x) if entry else run_from(w, li, stage, x, s, base, starts)
+
+
+def _delta_attn(w: FastWeights, li: int, base: BaseRun, heads: torch.Tensor, z_new: torch.Tensor) -> torch.Tensor:
+    """Attention output ``[B, T, d]`` when only ``heads [B, r]`` changed, to ``z_new [B, T, r, dh]``.
+
+    The other heads' contributions are the base run's: base output plus the changed heads'
+    difference through their slice of W_O (r/H of the full output projection's work).
+    """
+    B, T, r, dh = z_new.shape
+    dz = z_new - base.z[li][:, heads].transpose(0, 1)  # [B, T, r, dh]
+    W = w.layers[li].W_O[heads].reshape(B, r * dh, -1)
+    return torch.baddbmm(base.attn[li].unsqueeze(0), dz.reshape(B, T, r * dh), W)
 
 
 def _rot_at(w: FastWeights, base: BaseRun, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -62,7 +78,7 @@ def resid(w, li, base, src, cells, act):
     rows = _rows(cells)
     if act == "resid_mid":
         mid = src[pos]
-        post_vals = mid + mlp(w, w.layers[li], mid)
+        post_vals = mlp(w, w.layers[li], mid, mid)
         x = _grid(base.post[li], s, B)
         x[rows, pos - s] = post_vals
         return run_from(w, li, "post", x, s, base, pos)
@@ -79,89 +95,98 @@ def resid(w, li, base, src, cells, act):
     return run_from(w, li, stage, x, s, base, pos)
 
 
-def head_z(w, li, base, src, cells, by_pos):
+def head_z(w, li, base, src, cells):
+    """By-position cells (all-position ones go through :func:`dense_entry`)."""
     rows = _rows(cells)
     layer = w.layers[li]
-    if by_pos:
-        pos, h = cells[:, 0], cells[:, 1]
-        z = base.z[li][pos].clone()  # [B, H, dh]
-        z[rows, h] = src[pos, h]
-        return _finish_sparse_attn(w, li, base, pos, attn_out(w, layer, z.unsqueeze(1))[:, 0])
-    h = cells[:, 0]
-    z = base.z[li].unsqueeze(0).expand(len(h), -1, -1, -1).clone()  # [B, T, H, dh]
-    z[rows, :, h] = src[:, h].transpose(0, 1)
-    return _finish_dense_attn(w, li, base, attn_out(w, layer, z), 0)
+    pos, h = cells[:, 0], cells[:, 1]
+    z = base.z[li][pos].clone()  # [B, H, dh]
+    z[rows, h] = src[pos, h]
+    return _finish_sparse_attn(w, li, base, pos, attn_out(w, layer, z.unsqueeze(1))[:, 0])
 
 
-def head_q(w, li, base, src, cells, by_pos):
+def head_q(w, li, base, src, cells):
+    """By-position cells (all-position ones go through :func:`dense_entry`)."""
     rows = _rows(cells)
     layer = w.layers[li]
     k, v = base.k_rot[li].unsqueeze(0), base.v[li].unsqueeze(0)
-    if by_pos:
-        pos, h = cells[:, 0], cells[:, 1]
-        q = base.q[li][:, pos].transpose(0, 1).clone()  # [B, H, dh]
-        q[rows, h] = src[pos, h]
-        qr = _rot_at(w, base, q, pos).unsqueeze(2)  # [B, H, 1, dh]
-        z, _ = attend(w, qr, k, v, pos.view(-1, 1))
-        return _finish_sparse_attn(w, li, base, pos, attn_out(w, layer, z)[:, 0])
-    h = cells[:, 0]
-    T = base.n_pos
-    q = base.q[li].unsqueeze(0).expand(len(h), -1, -1, -1).clone()  # [B, H, T, dh]
-    q[rows, h] = src[:, h].transpose(0, 1)
-    qr = rope(q, base.cos, base.sin, w.rotary_dim)
-    z, _ = attend(w, qr, k, v, torch.arange(T, device=q.device))
-    return _finish_dense_attn(w, li, base, attn_out(w, layer, z), 0)
+    pos, h = cells[:, 0], cells[:, 1]
+    q = base.q[li][:, pos].transpose(0, 1).clone()  # [B, H, dh]
+    q[rows, h] = src[pos, h]
+    qr = _rot_at(w, base, q, pos).unsqueeze(2)  # [B, H, 1, dh]
+    z, _ = attend(w, qr, k, v, pos.view(-1, 1))
+    return _finish_sparse_attn(w, li, base, pos, attn_out(w, layer, z)[:, 0])
 
 
-def head_kv(w, li, base, src, cells, by_pos, which):
+def head_kv(w, li, base, src, cells, which):
+    """By-position k/v cells (all-position ones go through :func:`dense_entry`)."""
     rows = _rows(cells)
     layer = w.layers[li]
     T = base.n_pos
     B = cells.shape[0]
     k = base.k_rot[li].unsqueeze(0).expand(B, -1, -1, -1)
     v = base.v[li].unsqueeze(0).expand(B, -1, -1, -1)
-    starts = None
-    if by_pos:
-        pos, g = cells[:, 0], cells[:, 1]
-        s, starts = int(pos.min()), pos
-        new = src[pos, g]  # [B, dh]
-        if which == "k":
-            k = k.clone()
-            k[rows, g, pos] = _rot_at(w, base, new, pos)
-        else:
-            v = v.clone()
-            v[rows, g, pos] = new
+    pos, g = cells[:, 0], cells[:, 1]
+    s = int(pos.min())
+    new = src[pos, g]  # [B, dh]
+    if which == "k":
+        k = k.clone()
+        k[rows, g, pos] = _rot_at(w, base, new, pos)
     else:
-        g = cells[:, 0]
-        s = 0
-        new = src[:, g].transpose(0, 1)  # [B, T, dh]
-        if which == "k":
-            k = k.clone()
-            k[rows, g] = rope(new, base.cos, base.sin, w.rotary_dim)
-        else:
-            v = v.clone()
-            v[rows, g] = new
+        v = v.clone()
+        v[rows, g, pos] = new
     q = base.q_rot[li][:, s:].unsqueeze(0).expand(B, -1, -1, -1)
     z, _ = attend(w, q, k, v, torch.arange(s, T, device=q.device))
-    return _finish_dense_attn(w, li, base, attn_out(w, layer, z), s, starts)
+    return _finish_dense_attn(w, li, base, attn_out(w, layer, z), s, pos)
 
 
-def head_pattern(w, li, base, src, cells, by_pos):
+def head_pattern(w, li, base, src, cells):
+    """By-position cells (all-position ones go through :func:`dense_entry`)."""
     rows = _rows(cells)
     layer = w.layers[li]
     rep = w.n_heads // w.n_kv
     h = cells[:, 0]
     vh = base.v[li][h // rep]  # [B, T, dh]
-    if by_pos:
-        dest = cells[:, 1]
-        zh = torch.bmm(src[h, dest].unsqueeze(1), vh)[:, 0]  # [B, dh]
-        z = base.z[li][dest].clone()
-        z[rows, h] = zh
-        return _finish_sparse_attn(w, li, base, dest, attn_out(w, layer, z.unsqueeze(1))[:, 0])
-    zh = torch.bmm(src[h], vh)  # [B, T, dh]
-    z = base.z[li].unsqueeze(0).expand(len(h), -1, -1, -1).clone()
-    z[rows, :, h] = zh
-    return _finish_dense_attn(w, li, base, attn_out(w, layer, z), 0)
+    dest = cells[:, 1]
+    zh = torch.bmm(src[h, dest].unsqueeze(1), vh)[:, 0]  # [B, dh]
+    z = base.z[li][dest].clone()
+    z[rows, h] = zh
+    return _finish_sparse_attn(w, li, base, dest, attn_out(w, layer, z.unsqueeze(1))[:, 0])
+
+
+def changed_heads(w: FastWeights, li: int, base: BaseRun, src: torch.Tensor, cells: torch.Tensor, act: str):
+    """All-position head cells: the query heads ``[B, r]`` whose output changes, and their new z.
+
+    Only the patched head's attention (for k/v: the query heads sharing that key/value head)
+    is recomputed; every other head of the layer keeps the base run's output.
+    Returns ``(heads [B, r], z [B, T, r, dh])``.
+    """
+    rep = w.n_heads // w.n_kv
+    c = cells[:, 0]
+    qpos = torch.arange(base.n_pos, device=c.device)
+    if act == "z":
+        return c.unsqueeze(1), src[:, c].transpose(0, 1).unsqueeze(2)
+    if act == "pattern":  # src [H, dest, src]
+        return c.unsqueeze(1), torch.bmm(src[c], base.v[li][c // rep]).unsqueeze(2)
+    if act == "q":
+        qr = rope(src[:, c].transpose(0, 1).unsqueeze(1), base.cos, base.sin, w.rotary_dim)  # [B, 1, T, dh]
+        kv = c // rep
+        z, _ = attend(w, qr, base.k_rot[li][kv].unsqueeze(1), base.v[li][kv].unsqueeze(1), qpos)
+        return c.unsqueeze(1), z
+    new = src[:, c].transpose(0, 1)  # key/value head c's new k or v, [B, T, dh]
+    if act == "k":
+        k, v = rope(new, base.cos, base.sin, w.rotary_dim), base.v[li][c]
+    else:
+        k, v = base.k_rot[li][c], new
+    heads = c.unsqueeze(1) * rep + torch.arange(rep, device=c.device)  # [B, rep]
+    z, _ = attend(w, base.q_rot[li][heads], k.unsqueeze(1), v.unsqueeze(1), qpos)
+    return heads, z
+
+
+def dense_entry(w: FastWeights, li: int, base: BaseRun, src: torch.Tensor, cells: torch.Tensor, act: str):
+    """All-position head cells at layer ``li``: ``(stage, residual [B, T, d])`` to continue from."""
+    a = _delta_attn(w, li, base, *changed_heads(w, li, base, src, cells, act))
+    return _finish_dense_attn(w, li, base, a, 0, entry=True)
 
 
 def run_cells(w: FastWeights, li: int, base: BaseRun, src: torch.Tensor, cells: torch.Tensor,
@@ -170,14 +195,17 @@ def run_cells(w: FastWeights, li: int, base: BaseRun, src: torch.Tensor, cells: 
     by_pos = "pos" in axes
     if act in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
         return resid(w, li, base, src, cells, act)
+    if not by_pos:
+        stage, x = dense_entry(w, li, base, src, cells, act)
+        return run_from(w, li, stage, x, 0, base)
     if act == "z":
-        return head_z(w, li, base, src, cells, by_pos)
+        return head_z(w, li, base, src, cells)
     if act == "q":
-        return head_q(w, li, base, src, cells, by_pos)
-    if act in ("k", "v"):
-        return head_kv(w, li, base, src, cells, by_pos, act)
+        return head_q(w, li, base, src, cells)
+    if act in ("k", "v") and by_pos:
+        return head_kv(w, li, base, src, cells, act)
     if act == "pattern":
-        return head_pattern(w, li, base, src, cells, by_pos)
+        return head_pattern(w, li, base, src, cells)
     raise ValueError(f"unsupported activation {act}")
 
 

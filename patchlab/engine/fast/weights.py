@@ -6,20 +6,26 @@ compatibility-mode folding, and the norm modules' own weights (ones/zeros once f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+# in place: the MLP hands its own fresh pre-activation tensor, and a second [tokens, d_mlp]
+# allocation per layer costs page faults on large batches
 _ACTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu": F.gelu,
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
+    "gelu": lambda x: torch.ops.aten.gelu_(x),
+    "gelu_new": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
+    "gelu_fast": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
+    "relu": torch.relu_,
+    "silu": lambda x: F.silu(x, inplace=True),
+    "swish": lambda x: F.silu(x, inplace=True),
+    # SoLU (x * softmax(x)); "solu_ln" adds the MLP's own LayerNorm after it (Layer.ln_mlp)
+    "solu": lambda x: x * torch.softmax(x, dim=-1),
+    "solu_ln": lambda x: x * torch.softmax(x, dim=-1),
 }
 
 # config flags whose forward pass this path does not implement
@@ -69,6 +75,7 @@ class Layer:
     W_qkv: torch.Tensor | None = None  # [d, (H + 2 Hkv) dh]
     b_qkv: torch.Tensor | None = None
     W_O_flat: torch.Tensor | None = None  # [H dh, d]
+    ln_mlp: Norm | None = None  # SoLU-LN: LayerNorm over d_mlp between activation and W_out
 
 
 @dataclass
@@ -117,6 +124,15 @@ def _norm(module: Any, rms: bool) -> Norm:
         float(eps[0] if isinstance(eps, tuple) else eps),
         rms,
     )
+
+
+def _mlp_norm(mlp: Any) -> Norm:
+    """The LayerNorm inside a SoLU-LN MLP (TransformerLens's ``mlp.ln``)."""
+    inner = getattr(mlp, "_original_component", mlp)
+    ln = getattr(mlp, "ln", None) or getattr(inner, "ln", None)
+    if ln is None:
+        raise Unsupported("SoLU-LN MLP without a readable LayerNorm")
+    return _norm(ln, rms=False)
 
 
 def _rotary(model: Any) -> Any:
@@ -195,6 +211,8 @@ def extract(model: Any) -> FastWeights:
         ], dim=1).contiguous()
         layer.b_qkv = torch.cat([layer.b_Q.reshape(-1), layer.b_K.reshape(-1), layer.b_V.reshape(-1)])
         layer.W_O_flat = layer.W_O.reshape(H * dh, d).contiguous()
+        if act_name == "solu_ln" and not attn_only:
+            layer.ln_mlp = _mlp_norm(blk.mlp)
         layers.append(layer)
     rotary, rotary_dim = None, 0
     if pos_type == "rotary":
