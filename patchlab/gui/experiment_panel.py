@@ -83,7 +83,7 @@ class ExperimentPanel(QWidget):
         self.cancel_btn.clicked.connect(self.cancelRequested)
         self.cancel_btn.setEnabled(False)
         self.progress = QProgressBar()
-        self.progress.setFormat("%v / %m cells")
+        self.progress.setFormat("no run yet")  # set_progress writes "%v / %m cells"
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress_text = QLabel(" ")

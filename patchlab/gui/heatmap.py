@@ -116,6 +116,7 @@ class HeatmapView(QWidget):
         lay.addWidget(self.graphics, 1)
         lay.addWidget(self.hover)
         self._set_pos_visible(False)
+        self._show_empty()
 
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.graphics.scene().sigMouseClicked.connect(self._on_mouse_clicked)
@@ -186,9 +187,17 @@ class HeatmapView(QWidget):
         for item in self._hatches:
             item.setVisible(False)
         self.image.clear()
-        self.title_item.setText("")
         self.marker.setVisible(False)
         self._selected = None
+        self._show_empty()
+
+    def _show_empty(self) -> None:
+        """No result yet: a hint instead of a title and no meaningless axis numbers."""
+        self.title_item.setText("<i>Pick a pair and a target, then Run (Ctrl+Enter): the heatmap "
+                                "fills in layer by layer.</i>")
+        for key, axis in (("yticks", "left"), ("xticks", "bottom")):
+            self._drawn.pop(key, None)
+            self.plot.getAxis(axis).setTicks([[]])
 
     @staticmethod
     def make_title(model: str, target_label: str, direction: str, metric: str) -> str:
