@@ -247,9 +247,7 @@ def cmd_models(args) -> int:
         print("This build of patchlab ships no embedded models.")
         return 0
     for card in embedded.list_embedded():
-        default = " (default)" if card["name"] == embedded.DEFAULT_MODEL else ""
-        print(f"== {card['name']}{default}")
-        print(embedded.format_card(card))
+        print(embedded.format_card(card))  # its first line names the model (and the default)
         if args.examples:
             import patchlab
 
