@@ -2,9 +2,9 @@
 
 For every embedded model with built-in examples, every example and every target, runs the
 exact sweep and the attribution estimate (metric ``logit_diff``, denoising) and compares the
-per-cell effects (patched value minus the unpatched value): Pearson correlation, top-k
-overlap of the cells with the largest |effect|, and the largest absolute error relative to
-the largest exact effect. Prints a markdown table, one row per model and target (median
+per-cell effects (patched value minus the unpatched value) over the cells that move: Pearson
+correlation, top-k overlap of the cells with the largest |effect|, and the largest absolute
+error relative to the largest exact effect. Prints a markdown table, one row per model and target (median
 correlation, mean overlap, median relative error over the examples).
 
 Run: ``.venv/bin/python benchmarks/attribution_agreement.py [--top 5] [--models toy-attn2]``
@@ -21,14 +21,21 @@ import torch
 
 
 def compare(exact: np.ndarray, est: np.ndarray, base: float, top: int) -> dict[str, float]:
-    """Agreement of two effect maps (values of the same cells, NaN-free)."""
+    """Agreement of two effect maps over the cells that move (either map's |effect| > 1e-6).
+
+    Cells that cannot change anything (e.g. positions before the prompts first differ: both
+    maps give exactly 0) would inflate the correlation and fill the top-k with ties, so they
+    are left out; with fewer than 3 moving cells the correlation is not reported.
+    """
     a, b = exact.ravel() - base, est.ravel() - base
-    # a constant map (no cell moves the metric) has no correlation to speak of
-    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 1e-9 and b.std() > 1e-9 else float("nan")
-    k = min(top, a.size)
-    overlap = len(set(np.argsort(-np.abs(a))[:k]) & set(np.argsort(-np.abs(b))[:k])) / k
-    scale = max(float(np.abs(a).max()), 1e-9)
-    return {"corr": corr, "overlap": overlap, "rel_err": float(np.abs(a - b).max()) / scale}
+    moving = (np.abs(a) > 1e-6) | (np.abs(b) > 1e-6)
+    a, b = a[moving], b[moving]
+    corr = float(np.corrcoef(a, b)[0, 1]) if a.size >= 3 and a.std() > 1e-9 and b.std() > 1e-9 else float("nan")
+    k = min(top, int((np.abs(a) > 1e-6).sum()))
+    overlap = (len(set(np.argsort(-np.abs(a))[:k]) & set(np.argsort(-np.abs(b))[:k])) / k) if k else float("nan")
+    scale = max(float(np.abs(a).max()), 1e-9) if a.size else 1.0
+    rel = float(np.abs(a - b).max()) / scale if a.size else 0.0
+    return {"corr": corr, "overlap": overlap, "rel_err": rel, "moving": float(a.size)}
 
 
 def main(argv=None) -> int:
@@ -43,8 +50,8 @@ def main(argv=None) -> int:
     from patchlab.engine.embedded import list_embedded, load_embedded
 
     names = args.models.split(",") if args.models else [c["name"] for c in list_embedded()]
-    lines = [f"| model | target | examples | correlation (median, min) | top-{args.top} overlap (mean) | "
-             "max error / max effect (median) |", "|---|---|---|---|---|---|"]
+    lines = [f"| model | target | examples | moving cells (median) | correlation (median, min, # < 0.5) | "
+             f"top-{args.top} overlap (mean) | max error / max effect (median) |", "|---|---|---|---|---|---|---|"]
     t0 = time.perf_counter()
     for name in names:
         examples = load_examples(name)
@@ -66,12 +73,14 @@ def main(argv=None) -> int:
                 stats.append(compare(exact.values, est.values, base, args.top))
             if not stats:
                 continue
-            corr = np.array([s["corr"] for s in stats])
+            corr = np.array([st["corr"] for st in stats])
             ok = corr[~np.isnan(corr)]
-            c = f"{np.median(ok):.3f} ({ok.min():.2f})" if ok.size else "n/a (no effect)"
-            lines.append(f"| {name} | `{target}` | {len(stats)} | {c} | "
-                         f"{np.mean([s['overlap'] for s in stats]):.2f} | "
-                         f"{np.median([s['rel_err'] for s in stats]):.2f} |")
+            c = f"{np.median(ok):.3f} ({ok.min():.2f}, {int((ok < 0.5).sum())})" if ok.size else "n/a"
+            over = np.array([st["overlap"] for st in stats])
+            over = over[~np.isnan(over)]
+            lines.append(f"| {name} | `{target}` | {len(stats)} | {np.median([st['moving'] for st in stats]):.0f} | {c} | "
+                         f"{over.mean() if over.size else float('nan'):.2f} | "
+                         f"{np.median([st['rel_err'] for st in stats]):.2f} |")
             print(lines[-1], file=sys.stderr, flush=True)
     print(f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     print("\n".join(lines))

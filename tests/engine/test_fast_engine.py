@@ -99,3 +99,20 @@ def test_one_wave_over_all_layers_equals_layer_by_layer(model, pair, target, mon
     wave = patchlab.patch(model, pair, target=target, metric="logit_diff")
     assert wave.meta["engine_path"] == one.meta["engine_path"] == "fast-torch"
     np.testing.assert_allclose(wave.values, one.values, atol=1e-5)
+
+
+def test_cells_in_the_shared_prefix_take_the_base_value_without_a_forward_pass(model, monkeypatch):
+    pair = patchlab.PromptPair("Alice sees John, John gave a drink to", "Alice sees John, Mary gave a drink to",
+                               " Mary", " John")
+    calls = []
+    real = backend.run_cells
+    monkeypatch.setattr(backend, "run_cells", lambda *a: calls.append(a[4]) or real(*a))
+    res = patchlab.patch(model, pair, target="resid_pre", metric="logit_diff")
+    ctx = prepare(model, pair, target="resid_pre")
+    shared = backend.shared_prefix(ctx.pairs[0].clean, ctx.pairs[0].corrupted)
+    assert 0 < shared < ctx.pairs[0].n_pos
+    assert calls and all(int(c[:, 0].min()) >= shared for c in calls)
+    np.testing.assert_allclose(res.values[:, :shared], res.meta["runs"]["corrupted"]["logit_diff"], atol=1e-12)
+    monkeypatch.setattr(backend, "SKIP_SHARED_PREFIX", False)
+    full = patchlab.patch(model, pair, target="resid_pre", metric="logit_diff")
+    np.testing.assert_allclose(res.values, full.values, atol=1e-5)

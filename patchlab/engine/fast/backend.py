@@ -25,6 +25,9 @@ MERGE_SLACK = 0.25
 MIN_TOKENS = 96
 # rows with different starts run packed (no wasted position-wise work), so chunks mix starts
 PACKED = True
+# a cell whose patched positions all lie in the prompts' common prefix is a no-op (causal
+# attention: activations there are the same in both runs), so its value is the base run's
+SKIP_SHARED_PREFIX = True
 # all-position head sweeps run several layers per wave, but in at least this many waves so
 # rows still stream to the display
 WAVE_MIN_YIELDS = 2
@@ -135,6 +138,12 @@ def chunks(starts: np.ndarray, n_pos: int, bs: int) -> list[np.ndarray]:
     return [np.array(c) for c in out]
 
 
+def shared_prefix(clean: torch.Tensor, corrupted: torch.Tensor) -> int:
+    """Number of leading positions where the two ``[1, T]`` token rows agree."""
+    diff = (clean[0] != corrupted[0]).nonzero()
+    return int(diff[0, 0]) if len(diff) else int(clean.shape[-1])
+
+
 def _wave_logits(ctx: SweepContext, w: FastWeights, base: BaseRun, p: int, layers: range,
                  cells: torch.Tensor) -> torch.Tensor:
     """Logits ``[len(layers) * B, vocab]`` of all-position head cells, layers joined in one wave."""
@@ -162,7 +171,14 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
     starts = cell_start(torch.from_numpy(cells_np), tgt.act, tgt.axes).numpy()
     n_pos = ctx.pairs[0].n_pos
     bs = batch_size or choose_batch(bytes_per_row(ctx, w), device, limit=ctx.n_layers * len(cells_np))
-    groups = chunks(starts, n_pos, bs)
+    # the last position each cell's patch touches: its own position, or every position
+    last_pos = starts if "pos" in tgt.axes else np.full(len(cells_np), n_pos - 1)
+    todo_cells, groups = [], []
+    for tp in ctx.pairs:
+        shared = shared_prefix(tp.clean, tp.corrupted) if SKIP_SHARED_PREFIX else 0
+        keep = np.nonzero(last_pos >= shared)[0]
+        todo_cells.append(keep)
+        groups.append([keep[g] for g in chunks(starts[keep], n_pos, bs)] if len(keep) else [])
 
     def new_raw(n_layers: int) -> dict[str, np.ndarray]:
         return {q: np.full((n_layers, len(ctx.pairs), *ctx.row_shape), np.nan) for q in RAW}
@@ -171,7 +187,13 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
         """One layer's cells of pair ``p`` in chunks of ``bs`` rows, halving a chunk on OOM."""
         tp = ctx.pairs[p]
         src = ctx.source_caches[p][hook_name(tgt, layer)][0]
-        todo = list(groups)
+        check_stop(stop)  # also before a layer whose cells are mostly skipped
+        skipped = np.setdiff1d(np.arange(len(cells_np)), todo_cells[p])
+        if len(skipped):
+            sel = (p, *cells_np[skipped].T)
+            for k in RAW:
+                raw[k][sel] = ctx.base_raw[k][p]
+        todo = list(groups[p])
         while todo:
             check_stop(stop)
             idx = todo.pop(0)
@@ -199,7 +221,7 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
         layers = range(first, min(ctx.n_layers, first + per))
         raw = new_raw(len(layers))
         for p, tp in enumerate(ctx.pairs):
-            if per == 1:
+            if per == 1 or len(todo_cells[p]) < len(cells_np):  # (identical prompts: all no-ops)
                 layer_rows(first, p, {k: v[0] for k, v in raw.items()})
                 continue
             check_stop(stop)
