@@ -116,3 +116,15 @@ def test_cells_in_the_shared_prefix_take_the_base_value_without_a_forward_pass(m
     monkeypatch.setattr(backend, "SKIP_SHARED_PREFIX", False)
     full = patchlab.patch(model, pair, target="resid_pre", metric="logit_diff")
     np.testing.assert_allclose(res.values, full.values, atol=1e-5)
+
+
+def test_a_wave_that_runs_out_of_memory_falls_back_to_layer_by_layer(model, pair, monkeypatch):
+    ref = patchlab.patch(model, pair, target="attn_head_v_all_pos", metric="logit_diff")
+
+    def oom(*args, **kwargs):
+        raise RuntimeError("CPU out of memory (simulated)")
+
+    monkeypatch.setattr(backend, "run_wave", oom)
+    res = patchlab.patch(model, pair, target="attn_head_v_all_pos", metric="logit_diff")
+    assert res.meta["engine_path"] == "fast-torch" and res.meta["complete"]
+    np.testing.assert_allclose(res.values, ref.values, atol=1e-5)

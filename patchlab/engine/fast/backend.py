@@ -139,7 +139,18 @@ def chunks(starts: np.ndarray, n_pos: int, bs: int) -> list[np.ndarray]:
 
 
 def shared_prefix(clean: torch.Tensor, corrupted: torch.Tensor) -> int:
-    """Number of leading positions where the two ``[1, T]`` token rows agree."""
+    """Number of leading positions where the two ``[1, T]`` token rows agree.
+
+    Parameters
+    ----------
+    clean, corrupted : Tensor
+        Token ids ``[1, T]`` of the two prompts (equal lengths).
+
+    Returns
+    -------
+    int
+        ``T`` when the prompts are identical.
+    """
     diff = (clean[0] != corrupted[0]).nonzero()
     return int(diff[0, 0]) if len(diff) else int(clean.shape[-1])
 

@@ -252,11 +252,25 @@ def run_from(w: FastWeights, li: int, stage: str, x: torch.Tensor, s: int, base:
 def run_wave(w: FastWeights, base: BaseRun, entries: list[tuple[int, str, torch.Tensor]]) -> torch.Tensor:
     """Finish all-position rows that enter at different layers in one pass over the layers.
 
-    ``entries`` are ``(layer, stage, x [B, T, d])`` sorted by layer, every row covering all
-    positions (so no base keys/values are needed). A row entering at layer ``j`` joins the
-    rows already under way there: each block runs once on every active row, which gives
-    larger matrix products than one pass per patched layer (fewer thread barriers).
-    Returns last-position logits in the entries' row order.
+    A row entering at layer ``j`` joins the rows already under way there: each block runs
+    once on every active row, which gives larger matrix products than one pass per patched
+    layer (fewer thread barriers).
+
+    Parameters
+    ----------
+    w : FastWeights
+        The model's weights.
+    base : BaseRun
+        The unpatched run (only its rotary tables are read: every row covers all positions,
+        so no base keys or values are needed).
+    entries : list of (int, str, Tensor)
+        ``(layer, stage, x [B, T, d])`` sorted by layer; ``stage`` is ``"mid"`` (that layer's
+        MLP still to run) or ``"post"``.
+
+    Returns
+    -------
+    Tensor
+        Last-position logits ``[sum of B, vocab]`` in the entries' row order.
     """
     L = len(w.layers)
     x: torch.Tensor | None = None
