@@ -18,3 +18,26 @@ def wait_result(qtbot, window, timeout=WAIT_MS):
 def wait_progress(qtbot, window, timeout=WAIT_MS):
     qtbot.waitUntil(lambda: window.experiment.progress.value() > 0 or bool(window.last_error), timeout=timeout)
     assert window.last_error is None, window.last_error
+
+
+def slow_iter_patch(monkeypatch, delay: float, phase: str | None = None):
+    """Make every sweep sleep ``delay`` s after each layer row (of ``phase`` only, if given),
+    so a test can act mid-run on a tiny model."""
+    import time
+
+    import patchlab.engine.sweep as sweep_module
+
+    real = sweep_module.iter_patch
+
+    def slow(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield event
+            if phase is None or event.phase == phase:
+                time.sleep(delay)
+
+    monkeypatch.setattr(sweep_module, "iter_patch", slow)

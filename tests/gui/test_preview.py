@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import pytest
-from guihelpers import WAIT_MS, wait_idle, wait_result
+from guihelpers import WAIT_MS, slow_iter_patch, wait_idle, wait_result
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtGui import QImage
 
@@ -44,19 +44,7 @@ class Watcher(QObject):
 @pytest.fixture
 def slow_estimate(monkeypatch):
     """Sleep after each estimate row so a test can act during the preview phase."""
-
-    def slow(*args, **kwargs):
-        gen = REAL_ITER_PATCH(*args, **kwargs)
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            yield event
-            if event.phase == "estimate":
-                time.sleep(0.5)
-
-    monkeypatch.setattr(sweep_module, "iter_patch", slow)
+    slow_iter_patch(monkeypatch, 0.5, phase="estimate")
 
 
 def test_preview_then_exact(qtbot, window, tmp_path):
