@@ -89,13 +89,16 @@ def test_stop_flag_returns_the_finished_rows(model, pair):
 
 
 def test_stop_inside_a_forward_pass_is_honoured(model, pair):
+    """The generic path checks the flag between chunks and in its hook; the 4th check is the
+    second chunk's hook, so the stop lands inside a forward pass of the first layer."""
     calls = {"n": 0}
 
     def stop():
         calls["n"] += 1
-        return calls["n"] > 3  # fires in the middle of the first layer
+        return calls["n"] > 3
 
-    res = patchlab.patch(model, pair, target="resid_pre", stop=stop, batch_size=2)
+    res = patchlab.patch(model, pair, target="resid_pre", stop=stop, batch_size=2, engine="generic")
+    assert calls["n"] == 4
     assert res.meta["cancelled"] and np.isnan(res.values).all()
 
 
