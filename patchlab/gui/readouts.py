@@ -58,6 +58,8 @@ class ReadoutPanel(QWidget):
             plot.invertY(True)
             plot.setMouseEnabled(x=False, y=False)
             plot.hideButtons()
+            # the first column's label sticks out past the plot edge: keep it anyway
+            plot.getAxis("bottom").setStyle(hideOverlappingLabels=False)
             img = pg.ImageItem(axisOrder="row-major")
             img.setColorMap(pg.colormap.get("CET-L17"))  # sequential: attention is in [0, 1]
             plot.addItem(img)
