@@ -263,7 +263,22 @@ def cmd_screenshot(args) -> int:
     return screenshot_main(str(args.out), view=args.view)
 
 
+def _check_display() -> None:
+    """Qt aborts the process without a display; say what to do instead (Linux only)."""
+    import os
+
+    if sys.platform.startswith("linux") and not any(
+        os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    ):
+        raise InputError(
+            "No display found for the window. Run patchlab on a desktop session, set DISPLAY, "
+            "or start it under a virtual screen (`xvfb-run patchlab`; `bash packaging/dev.sh app` "
+            "does this). The command line (`patchlab sweep`, `patchlab decompose`) needs no display."
+        )
+
+
 def cmd_gui(args) -> int:
+    _check_display()
     from patchlab.gui.app import run_app
 
     argv = [args.session] if getattr(args, "session", None) else []

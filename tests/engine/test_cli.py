@@ -75,3 +75,12 @@ def test_decompose_command(tiny_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "total" in out and "top heads" in out
     assert (tmp_path / "decompose.csv").exists() and (tmp_path / "decompose.json").exists()
+
+
+def test_window_without_a_display_says_what_to_do(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "platform", "linux")
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "No display found" in err and "xvfb-run" in err and "Traceback" not in err
