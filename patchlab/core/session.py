@@ -38,6 +38,8 @@ class Session:
         Experiment and view settings (target, direction, metric, method, colour map...).
     patch_result, decompose_result : optional
         The last results, if any.
+    estimate_result : optional
+        The attribution-patching estimate shown before the exact ``patch_result``.
     """
 
     model: dict[str, Any] = field(default_factory=dict)
@@ -46,6 +48,7 @@ class Session:
     settings: dict[str, Any] = field(default_factory=dict)
     patch_result: PatchResult | None = None
     decompose_result: DecomposeResult | None = None
+    estimate_result: PatchResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +64,7 @@ class Session:
                 "decompose": (
                     self.decompose_result.to_dict() if self.decompose_result is not None else None
                 ),
+                "estimate": self.estimate_result.to_dict() if self.estimate_result is not None else None,
             },
         }
 
@@ -101,6 +105,7 @@ class Session:
             raise SessionFileError(f"The session file is malformed: {exc}") from exc
         patch = results.get("patch")
         decomposition = results.get("decompose")
+        estimate = results.get("estimate")  # absent in files from before the preview
         return cls(
             model=dict(model),
             pairs=pairs,
@@ -110,6 +115,7 @@ class Session:
             decompose_result=(
                 DecomposeResult.from_dict(decomposition) if decomposition is not None else None
             ),
+            estimate_result=PatchResult.from_dict(estimate) if estimate is not None else None,
         )
 
     def to_json(self) -> str:

@@ -94,7 +94,8 @@ class MenusMixin:
         settings["colour_blind"] = self.heatmap.cbd.isChecked()
         return Session(model=model, pairs=self.pair_editor.pairs(),
                        current_pair=self.pair_editor.current_index(), settings=settings,
-                       patch_result=self.result, decompose_result=self.decomposition)
+                       patch_result=self.result, decompose_result=self.decomposition,
+                       estimate_result=self.estimate)
 
     def apply_session(self, session: Session) -> None:
         """Show a session; loads its model if another one is loaded."""
@@ -102,6 +103,7 @@ class MenusMixin:
         self.heatmap.cbd.setChecked(bool(session.settings.get("colour_blind", False)))
         self.pair_editor.set_pairs(session.pairs, session.current_pair)
         self.result = session.patch_result
+        self.estimate = session.estimate_result
         if self.result is not None:
             from patchlab.gui.experiment_panel import Settings
 
@@ -113,6 +115,12 @@ class MenusMixin:
             self.heatmap.set_data(self.result.values, self.result.axes, self.result.labels,
                                   metric=self.result.metric, title=self.title_for(s, self._run["model"]))
             self.heatmap.flush()
+            if self.estimate is not None and self.result.meta.get("method") == "exact":
+                from patchlab.gui.preview import cell_labels
+
+                self._run["labels"] = cell_labels(self.estimate)
+                self._update_scatter(self.result.values)
+                self.scatter.flush()
         self.decomposition = session.decompose_result
         if self.decomposition is not None:
             self.show_decomposition()

@@ -26,7 +26,10 @@ def test_round_trip(tmp_path):
     assert back.settings == {"target": "resid_pre"}
     np.testing.assert_array_equal(back.patch_result.values, s.patch_result.values)
     assert back.patch_result.to_csv() == s.patch_result.to_csv()
-    assert back.decompose_result is None
+    assert back.decompose_result is None and back.estimate_result is None
+    s.estimate_result = _result()
+    back = load_session(s.save(tmp_path / "e.patchlab"))
+    np.testing.assert_array_equal(back.estimate_result.values, s.estimate_result.values)
 
 
 @pytest.mark.parametrize("text, needle", [

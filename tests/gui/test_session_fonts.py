@@ -32,6 +32,10 @@ def test_session_round_trip(qtbot, window, make_window, tmp_path):
     assert w2.experiment.settings() == w.experiment.settings()
     np.testing.assert_array_equal(w2.result.values, w.result.values)
     assert w2.result.to_csv() == w.result.to_csv()
+    assert w.estimate is not None  # the preview's estimate and the scatter come back too
+    np.testing.assert_array_equal(w2.estimate.values, w.estimate.values)
+    np.testing.assert_array_equal(w2.scatter.pairs()[0], w.scatter.pairs()[0])
+    assert w2.scatter.pairs()[0].size > 0
     assert w2.model_info().name == w.model_info().name
     assert "logit_diff" in json.loads(path.read_text())["settings"]["metric"]
 
