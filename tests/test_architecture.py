@@ -69,3 +69,12 @@ def test_core_type_checks():
     proc = subprocess.run([sys.executable, "-m", "mypy", "patchlab/core", "--ignore-missing-imports",
                            "--no-error-summary"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_lint_is_clean():
+    exe = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(exe).exists():
+        __import__("pytest").skip("ruff is not installed")
+    proc = subprocess.run([exe, "check", "patchlab", "tests", "benchmarks"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
