@@ -1,5 +1,7 @@
 """Helpers shared by the GUI tests (a plain module: 'conftest' is ambiguous on sys.path)."""
 
+from PySide6.QtCore import QObject, Slot
+
 WAIT_MS = 90_000
 
 
@@ -41,3 +43,15 @@ def slow_iter_patch(monkeypatch, delay: float, phase: str | None = None):
                 time.sleep(delay)
 
     monkeypatch.setattr(sweep_module, "iter_patch", slow)
+
+
+class Recorder(QObject):
+    """Collects the controller's finished outcomes (a bound slot on a main-thread object)."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    @Slot(object)
+    def record_done(self, outcome):
+        self.out.append(outcome)

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import pytest
-from guihelpers import WAIT_MS, slow_iter_patch, wait_idle, wait_result
+from guihelpers import WAIT_MS, Recorder, slow_iter_patch, wait_idle, wait_result
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtGui import QImage
 
@@ -140,15 +140,6 @@ def test_new_run_during_preview_supersedes(qtbot, window, slow_estimate):
     assert w.estimate.target == "attn_head_out_all_pos"
     assert [o.value for o in seen if o.kind == "sweep"] == [r], "the superseded run must be dropped"
 
-
-class Recorder(QObject):
-    def __init__(self, out):
-        super().__init__()
-        self.out = out
-
-    @Slot(object)
-    def record_done(self, outcome):
-        self.out.append(outcome)
 
 
 def test_preview_failure_is_skipped(qtbot, window, monkeypatch):

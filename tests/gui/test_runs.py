@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import pytest
-from guihelpers import WAIT_MS, slow_iter_patch, wait_idle, wait_progress, wait_result
+from guihelpers import WAIT_MS, Recorder, slow_iter_patch, wait_idle, wait_progress, wait_result
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Slot
 
 import patchlab
@@ -67,15 +67,6 @@ def test_new_run_supersedes(qtbot, window, slow_sweep):
     assert len(sweeps) == 1, "the superseded run's result must be dropped"
     assert sweeps[0].value is w.result
 
-
-class Recorder(QObject):
-    def __init__(self, out):
-        super().__init__()
-        self.out = out
-
-    @Slot(object)
-    def record_done(self, outcome):
-        self.out.append(outcome)
 
 
 def test_bad_pair_is_flagged_inline(qtbot, window):
