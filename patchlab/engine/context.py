@@ -40,6 +40,11 @@ def hook_name(target: Target, layer: int) -> str:
     return tl_utils.get_act_name(target.act, layer)
 
 
+def source_and_base(direction: str) -> tuple[str, str]:
+    """Which run gives the patched-in activations and which run is patched: (source, base)."""
+    return ("clean", "corrupted") if direction == "denoise" else ("corrupted", "clean")
+
+
 @dataclass
 class SweepContext:
     """Everything a backend needs; built once, never mutated by backends."""
@@ -52,9 +57,7 @@ class SweepContext:
     method: str
     n_layers: int
     row_shape: tuple[int, ...]
-    base_raw: dict[str, np.ndarray]  # quantity -> (n_pairs,), unpatched run
-    source_raw: dict[str, np.ndarray]  # quantity -> (n_pairs,), source run
-    clean_raw: dict[str, np.ndarray]
+    clean_raw: dict[str, np.ndarray]  # quantity -> (n_pairs,)
     corrupted_raw: dict[str, np.ndarray]
     source_caches: list[dict[str, torch.Tensor]] = field(default_factory=list)
     base_caches: list[dict[str, torch.Tensor]] = field(default_factory=list)
@@ -67,13 +70,24 @@ class SweepContext:
     def n_cells(self) -> int:
         return int(np.prod(self.shape))
 
+    def _raw(self, which: str) -> dict[str, np.ndarray]:
+        return self.clean_raw if which == "clean" else self.corrupted_raw
+
+    @property
+    def source_raw(self) -> dict[str, np.ndarray]:
+        """Quantities of the run the activations come from."""
+        return self._raw(source_and_base(self.direction)[0])
+
+    @property
+    def base_raw(self) -> dict[str, np.ndarray]:
+        """Quantities of the unpatched run that gets patched."""
+        return self._raw(source_and_base(self.direction)[1])
+
     def base_tokens(self, p: int) -> torch.Tensor:
-        tp = self.pairs[p]
-        return tp.corrupted if self.direction == "denoise" else tp.clean
+        return self.pairs[p].tokens(source_and_base(self.direction)[1])
 
     def source_tokens(self, p: int) -> torch.Tensor:
-        tp = self.pairs[p]
-        return tp.clean if self.direction == "denoise" else tp.corrupted
+        return self.pairs[p].tokens(source_and_base(self.direction)[0])
 
 
 def _n_heads(model: Any, target: Target) -> int:
@@ -146,12 +160,11 @@ def prepare(
             runs[which] = cache
             for q, v in last_quantities(last, tp.answer_id, tp.wrong_id).items():
                 raw[which][q].append(float(v[0]))
-        src, base = ("clean", "corrupted") if direction == "denoise" else ("corrupted", "clean")
+        src, base = source_and_base(direction)
         source_caches.append(runs[src])
         if cache_base:
             base_caches.append(runs[base])
     arr = {w: {q: np.array(v, dtype=np.float64) for q, v in d.items()} for w, d in raw.items()}
-    src, base = ("clean", "corrupted") if direction == "denoise" else ("corrupted", "clean")
     return SweepContext(
         model=model,
         pairs=tps,
@@ -161,8 +174,6 @@ def prepare(
         method=method,
         n_layers=n_layers,
         row_shape=row_shape(model, tgt, n_pos),
-        base_raw=arr[base],
-        source_raw=arr[src],
         clean_raw=arr["clean"],
         corrupted_raw=arr["corrupted"],
         source_caches=source_caches,

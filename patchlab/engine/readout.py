@@ -10,7 +10,7 @@ import torch
 from patchlab.core.errors import InputError
 from patchlab.core.pairs import PromptPair
 from patchlab.core.targets import get_target
-from patchlab.engine.context import hook_name, row_shape
+from patchlab.engine.context import hook_name, row_shape, source_and_base
 from patchlab.engine.generic import set_cells
 from patchlab.engine.quantities import last_quantities, top_k
 from patchlab.engine.tokens import TokenizedPair, tokenize_pair
@@ -51,7 +51,8 @@ def patched_readout(
         raise InputError(f"A {tgt.name} cell has {len(shape)} indices ({', '.join(tgt.axes)}), got {tuple(index)}.")
     if any(not 0 <= int(i) < n for i, n in zip(index, shape)):
         raise InputError(f"The cell {tuple(index)} is outside the {tgt.name} grid of shape {shape}.")
-    base, src_toks = (tp.corrupted, tp.clean) if direction == "denoise" else (tp.clean, tp.corrupted)
+    src_run, base_run = source_and_base(direction)
+    base, src_toks = tp.tokens(base_run), tp.tokens(src_run)
     name = hook_name(tgt, int(index[0]))
     cells = torch.tensor([list(index[1:])], dtype=torch.long, device=base.device)
     with torch.inference_mode():
@@ -63,7 +64,7 @@ def patched_readout(
             return act
 
         logits = model.run_with_hooks(base, fwd_hooks=[(name, hook)])
-    strs = tp.corrupted_str if direction == "denoise" else tp.clean_str
+    strs = tp.clean_str if base_run == "clean" else tp.corrupted_str
     return _summary(model, logits[0, -1], tp, strs, k)
 
 

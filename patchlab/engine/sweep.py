@@ -16,7 +16,7 @@ from patchlab.core.metrics import RAW, aggregate, base_metric, check_method
 from patchlab.core.pairs import PromptPair
 from patchlab.core.result import PatchResult
 from patchlab.engine import generic
-from patchlab.engine.context import SweepContext, as_stop, prepare
+from patchlab.engine.context import SweepContext, as_stop, prepare, source_and_base
 from patchlab.engine.loading import model_info
 
 
@@ -71,7 +71,7 @@ def _meta(ctx: SweepContext, path: str, fallback: str) -> dict[str, Any]:
         runs[which]["per_pair"] = {q: raw[q] for q in RAW}
     bm = base_metric(ctx.metric)
     if ctx.metric == "logit_diff_recovered":
-        src, base = ("clean", "corrupted") if ctx.direction == "denoise" else ("corrupted", "clean")
+        src, base = source_and_base(ctx.direction)
         baselines = {src: 1.0, base: 0.0}
     else:
         baselines = {w: runs[w][bm] for w in ("clean", "corrupted")}

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from patchlab.core.metrics import RAW
-from patchlab.engine.context import StopFlag, SweepContext, check_stop, hook_name
+from patchlab.engine.context import StopFlag, SweepContext, check_stop, hook_name, source_and_base
 from patchlab.engine.fast.entries import cell_start, dense_entry, run_cells
 from patchlab.engine.fast.forward import BaseRun, base_run, run_wave
 from patchlab.engine.fast.weights import FastWeights, Unsupported, extract
@@ -78,7 +78,8 @@ def _verify(ctx: SweepContext, w: FastWeights) -> tuple[str | None, list[BaseRun
                 if not err <= TOL:
                     return (f"its plain-torch forward pass differs from the bridge's on this model "
                             f"({q} of the {which} run off by {err:.2g})"), []
-        src_run = runs["clean" if ctx.direction == "denoise" else "corrupted"]
+        src_name, base_name = source_and_base(ctx.direction)
+        src_run = runs[src_name]
         for layer in range(ctx.n_layers):
             name = hook_name(ctx.target, layer)
             ref_act = ctx.source_caches[p][name][0]
@@ -88,7 +89,7 @@ def _verify(ctx: SweepContext, w: FastWeights) -> tuple[str | None, list[BaseRun
             err = _close(ours_act, ref_act)
             if not err <= TOL:
                 return f"its {name} differs from the fast path's by {err:.2g}", []
-        bases.append(runs["corrupted" if ctx.direction == "denoise" else "clean"])
+        bases.append(runs[base_name])
     return None, bases
 
 
