@@ -130,6 +130,7 @@ class HeatmapView(QWidget):
                  *, metric: str, title: str) -> None:
         """Show ``values`` (NaN = not computed yet); cheap, the redraw happens on a timer."""
         new_shape = self._values is None or self._values.shape != values.shape or self._axes != tuple(axes)
+        new_pos = labels.get("pos") != self._labels.get("pos")
         self._values = values
         self._axes = tuple(axes)
         self._labels = labels
@@ -139,6 +140,12 @@ class HeatmapView(QWidget):
             self._selected = None
             self.marker.setVisible(False)
             self._fill_positions()
+        elif new_pos:  # the same grid for another pair: keep the chosen position
+            keep = self.pos_box.currentIndex()
+            self._fill_positions()
+            self.pos_box.blockSignals(True)
+            self.pos_box.setCurrentIndex(keep)
+            self.pos_box.blockSignals(False)
         self._dirty = True
 
     def set_estimate_rows(self, rows) -> None:
@@ -152,6 +159,11 @@ class HeatmapView(QWidget):
     def title(self) -> str:
         """The title of the latest data (drawn on the next throttled redraw)."""
         return self._title
+
+    @property
+    def position_labels(self) -> list[str]:
+        """The position labels of the data shown (empty without a position axis)."""
+        return list(self._labels.get("pos", []))
 
     @property
     def values(self) -> np.ndarray | None:
