@@ -28,7 +28,7 @@ from patchlab.core.errors import PatchlabError
 from patchlab.gui.controller import Controller
 from patchlab.gui.jobs import Outcome, Status
 from patchlab.gui.menus import FileMenu
-from patchlab.gui.presenters.pairs import PairsPresenter
+from patchlab.gui.presenters.pairs import PairsPresenter, ScorePresenter
 from patchlab.gui.presenters.readouts import DecomposePresenter, ReadoutPresenter
 from patchlab.gui.presenters.sweep import SweepPresenter
 from patchlab.gui.preview import preview_then_exact
@@ -109,6 +109,7 @@ class MainWindow(QMainWindow):
                                                       self.experiment, self._record_error)
         self.pairs_presenter = PairsPresenter(self.state, self.pair_editor, self.scope_bar,
                                               lambda: self.controller.model, self.experiment.run_btn.setEnabled)
+        self.score_presenter = ScorePresenter(self.state, c, self.pair_editor.table_model)
         c.modelChanged.connect(self._on_model_changed)
         self.model_panel.loadRequested.connect(self.load_model)
         self.pair_editor.suggestRequested.connect(self.suggest)
@@ -120,7 +121,7 @@ class MainWindow(QMainWindow):
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
             QShortcut(QKeySequence(keys), self, self.run)
         QShortcut(QKeySequence(Qt.Key_Escape), self, self.cancel)
-        self.file_menu = FileMenu(self)
+        self.file_menu = FileMenu(self)  # also takes files dropped on the window
         self.restore_settings()
         self.update_title()
         self.pairs_presenter.pull()

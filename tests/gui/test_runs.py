@@ -78,7 +78,7 @@ def test_bad_pair_is_flagged_inline(qtbot, window):
     assert "same length" in w.pair_editor.message.text()
     assert not w.experiment.run_btn.isEnabled()
     assert not w.run()
-    assert w.controller.is_idle()
+    assert w.state.run_spec is None and w.controller.latest_id("sweep") is None
     w.pair_editor.corrupted.setText(pair.corrupted)
     w.pair_editor.answer.setEditText("")
     w.pair_editor.commit()
