@@ -1,6 +1,4 @@
-"""The main window: layout and wiring of views, presenters, services and the controller.
-
-The state (:class:`~patchlab.gui.state.AppState`) holds what is shown; presenters turn job
+"""The main window: layout and wiring of views, presenters, services and the controller. The state (:class:`~patchlab.gui.state.AppState`) holds what is shown; presenters turn job
 events and state changes into view calls; services read and write files. Methods here are the
 window's public actions (menus, shortcuts, tests, the screenshot tool call them).
 """
@@ -30,11 +28,13 @@ from patchlab.gui.jobs import Outcome, Status
 from patchlab.gui.menus import FileMenu
 from patchlab.gui.presenters.pairs import PairsPresenter, ScorePresenter
 from patchlab.gui.presenters.readouts import DecomposePresenter, ReadoutPresenter
+from patchlab.gui.presenters.stats import StatsPresenter
 from patchlab.gui.presenters.sweep import SweepPresenter
 from patchlab.gui.preview import preview_then_exact
 from patchlab.gui.services import exports, sessions
 from patchlab.gui.services import settings as settings_service
 from patchlab.gui.state import AppState, RunSpec
+from patchlab.gui.views.cell_pairs import CellPairsView
 from patchlab.gui.views.decompose_view import DecomposeView
 from patchlab.gui.views.experiment_panel import ExperimentPanel
 from patchlab.gui.views.heatmap import HeatmapView
@@ -95,6 +95,7 @@ class MainWindow(QMainWindow):
         self.readouts = ReadoutPanel()
         self.decompose_view = DecomposeView()
         self.scatter = ScatterView()
+        self.cell_pairs = CellPairsView()
         self._layout()
 
         c = self.controller
@@ -109,6 +110,7 @@ class MainWindow(QMainWindow):
                                                       self.experiment, self._record_error)
         self.pairs_presenter = PairsPresenter(self.state, self.pair_editor, self.scope_bar,
                                               lambda: self.controller.model, self.experiment.run_btn.setEnabled)
+        self.stats_presenter = StatsPresenter(self.state, c, self.heatmap, self.cell_pairs)
         self.score_presenter = ScorePresenter(self.state, c, self.pair_editor.table_model)
         c.modelChanged.connect(self._on_model_changed)
         self.model_panel.loadRequested.connect(self.load_model)
@@ -146,6 +148,7 @@ class MainWindow(QMainWindow):
         patch_tab.setStretchFactor(1, 2)
         self.tabs = QTabWidget()
         self.tabs.addTab(patch_tab, "Patching")
+        self.tabs.addTab(self.cell_pairs, "Pairs at cell")
         self.tabs.addTab(self.scatter, "Estimate vs exact")
         self.tabs.addTab(self.decompose_view, "Decompose")
         right = QWidget()

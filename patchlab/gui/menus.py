@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 import patchlab
 from patchlab.core.errors import PatchlabError
 from patchlab.core.session import SUFFIX
-from patchlab.gui.services import figures
+from patchlab.gui.services import exports, figures
 from patchlab.gui.services import settings as settings_service
 
 PAIR_FILES = "Pair files (*.csv *.tsv *.jsonl *.json);;All files (*)"
@@ -49,6 +49,7 @@ class FileMenu(QObject):
         self.help = bar.addMenu("&Help")
         self._act(self.help, "&About patchlab", self.about)
         self.refresh_recent()
+        window.cell_pairs.exportRequested.connect(self.export_top_cells_dialog)
         window.setAcceptDrops(True)
         window.installEventFilter(self)
 
@@ -155,6 +156,13 @@ class FileMenu(QObject):
         folder = QFileDialog.getExistingDirectory(self.w, "Export all to folder")
         if folder:
             self.w.report_errors(self.w.export_all, folder)
+
+    @Slot()
+    def export_top_cells_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self.w, "Export top cells", "top_cells.csv", "CSV (*.csv)")
+        if path:
+            self.w.report_errors(exports.export_top_cells, self.w.state,
+                                 self.w.stats_presenter.stats, path)
 
     @Slot()
     def copy_figure(self) -> None:

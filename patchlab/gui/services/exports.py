@@ -90,3 +90,12 @@ def export_all(state: AppState, folder: str | Path, figure: Callable[[str], obje
         out += export_data(state, folder / data_names[name], name)
     out.append(save(state, session_settings, folder / f"session{SUFFIX}"))
     return out
+
+
+def export_top_cells(state: AppState, stats, path: str | Path, k: int = 20) -> Path:
+    """The ranked table of top cells (value, CI, p, q) as CSV."""
+    from patchlab.gui.cell_stats import top_cells_csv
+
+    if state.result is None or stats is None:
+        raise PatchlabError("No statistics yet: run a sweep over two or more pairs.")
+    return atomic_write_text(path, top_cells_csv(state.result, stats, k))
