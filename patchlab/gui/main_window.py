@@ -26,6 +26,7 @@ from patchlab.core.errors import PatchlabError
 from patchlab.gui.controller import Controller
 from patchlab.gui.jobs import Outcome, Status
 from patchlab.gui.menus import FileMenu
+from patchlab.gui.presenters.difference import DifferencePresenter
 from patchlab.gui.presenters.pairs import PairsPresenter, ScorePresenter
 from patchlab.gui.presenters.readouts import DecomposePresenter, ReadoutPresenter
 from patchlab.gui.presenters.stats import StatsPresenter
@@ -96,6 +97,7 @@ class MainWindow(QMainWindow):
         self.decompose_view = DecomposeView()
         self.scatter = ScatterView()
         self.cell_pairs = CellPairsView()
+        self.difference = HeatmapView()
         self._layout()
 
         c = self.controller
@@ -110,6 +112,7 @@ class MainWindow(QMainWindow):
                                                       self.experiment, self._record_error)
         self.pairs_presenter = PairsPresenter(self.state, self.pair_editor, self.scope_bar,
                                               lambda: self.controller.model, self.experiment.run_btn.setEnabled)
+        self.difference_presenter = DifferencePresenter(self.state, self.difference)
         self.stats_presenter = StatsPresenter(self.state, c, self.heatmap, self.cell_pairs)
         self.score_presenter = ScorePresenter(self.state, c, self.pair_editor.table_model)
         c.modelChanged.connect(self._on_model_changed)
@@ -150,6 +153,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(patch_tab, "Patching")
         self.tabs.addTab(self.cell_pairs, "Pairs at cell")
         self.tabs.addTab(self.scatter, "Estimate vs exact")
+        self.tabs.addTab(self.difference, "Difference")
         self.tabs.addTab(self.decompose_view, "Decompose")
         right = QWidget()
         right_lay = QVBoxLayout(right)
@@ -370,15 +374,17 @@ class MainWindow(QMainWindow):
 
     # -- exports --------------------------------------------------------------------------
     def figure(self, name: str):
-        """The graphics view of figure ``name`` ("heatmap", "scatter", "decompose"), drawn now."""
-        view = {"heatmap": self.heatmap, "decompose": self.decompose_view, "scatter": self.scatter}[name]
+        """The graphics view of figure ``name`` (heatmap, scatter, decompose, difference), drawn now."""
+        view = {"heatmap": self.heatmap, "decompose": self.decompose_view, "scatter": self.scatter,
+                "difference": self.difference}[name]
         if name != "decompose":
             view.flush()
         return view.graphics
 
     def current_figure_name(self) -> str:
         tab = self.tabs.currentWidget()
-        return "decompose" if tab is self.decompose_view else "scatter" if tab is self.scatter else "heatmap"
+        names = {self.decompose_view: "decompose", self.scatter: "scatter", self.difference: "difference"}
+        return names.get(tab, "heatmap")
 
     def export_figure(self, path: str | Path, which: str | None = None) -> Path:
         which = which or self.current_figure_name()

@@ -63,3 +63,22 @@ def test_significance_cell_view_and_top_cells(qtbot, window, tmp_path):
     w.state.set_pair_mode(ALL_PAIRS)
     np.testing.assert_array_equal(w.heatmap.significant, expected)
     wait_idle(qtbot, w)
+
+
+def test_difference_map_denoise_vs_noise(qtbot, window):
+    w = window
+    runs = []
+    for direction in ("denoise", "noise"):
+        w.experiment.set_settings({"target": "resid_pre", "direction": direction,
+                                   "metric": "logit_diff", "method": "exact"})
+        assert w.run()
+        runs.append(wait_result(qtbot, w))
+    assert "Run twice" not in w.difference.title
+    np.testing.assert_allclose(w.difference.values, runs[1].values - runs[0].values)
+    assert "Difference map: noise minus denoise" in w.difference.title
+    # a run with another target has no difference map with the previous one
+    w.experiment.set_settings({"target": "attn_out", "direction": "noise", "metric": "logit_diff",
+                               "method": "exact"})
+    assert w.run()
+    wait_result(qtbot, w)
+    assert w.difference.values is None and w.difference_presenter.values is None

@@ -48,6 +48,9 @@ def export_data(state: AppState, path: str | Path, which: str = "heatmap") -> li
     """Tidy CSV at ``path`` and the JSON run record next to it, for figure ``which``."""
     if which == "scatter":
         return export_comparison(state, path)
+    if which == "difference":
+        raise PatchlabError("The difference map has no data file of its own: export the two runs' "
+                            "data from the Patching tab, or the figure from here.")
     result = state.decomposition if which == "decompose" else state.result
     if result is None:
         raise PatchlabError("Nothing to export yet: run an experiment first.")

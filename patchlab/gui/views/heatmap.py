@@ -240,6 +240,11 @@ class HeatmapView(QWidget):
         self._selected = None
         self._show_empty()
 
+    def show_message(self, text: str) -> None:
+        """No data: ``text`` instead of a title (e.g. how to get a difference map)."""
+        self.clear()
+        self.title_item.setText(f"<i>{text}</i>")
+
     def _show_empty(self) -> None:
         """No result yet: a hint instead of a title and no meaningless axis numbers."""
         self.title_item.setText("<i>Pick a pair and a target, then Run (Ctrl+Enter): the heatmap "
