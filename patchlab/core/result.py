@@ -13,7 +13,7 @@ import numpy as np
 
 from patchlab._version import __version__
 from patchlab.core import stats
-from patchlab.core.errors import InputError, SessionFileError
+from patchlab.core.errors import InputError, PatchlabError, SessionFileError
 from patchlab.core.io import atomic_write_text, dump_json, read_json
 
 RUN_FORMAT = "patchlab.run"
@@ -159,12 +159,49 @@ class PatchResult(RunRecord):
             parts.append(f"{axis} {i} {lab!r}" if axis == "pos" else f"{axis} {lab}" if axis == "head" else f"{axis} {i}")
         return ", ".join(parts)
 
-    def top_cells(self, k: int = 5, absolute: bool = False) -> list[tuple[tuple[int, ...], float]]:
-        """The ``k`` cells with the largest value (or absolute value), NaN ignored."""
+    @property
+    def no_effect(self) -> float:
+        """The value of a cell whose patch changes nothing (see :func:`~patchlab.core.metrics.no_effect_value`).
+
+        0 for ``logit_diff_recovered``; the unpatched run's value for the raw metrics.
+        NaN when the record lacks the unpatched run's value.
+        """
+        from patchlab.core.metrics import no_effect_value
+
+        try:
+            return no_effect_value(self.metric, self.direction, self.meta.get("runs"))
+        except PatchlabError:
+            return float("nan")
+
+    def change(self) -> np.ndarray:
+        """``values - no_effect``: each cell's effect relative to the unpatched run."""
+        return self.values - self.no_effect
+
+    def top_cells(self, k: int = 5, absolute: bool = False,
+                  by: str = "value") -> list[tuple[tuple[int, ...], float]]:
+        """The ``k`` cells ranked by ``by``, NaN ignored; each with its (unchanged) value.
+
+        Parameters
+        ----------
+        k : int
+            How many cells.
+        absolute : bool
+            Rank by the absolute value of the key.
+        by : {"value", "change"}
+            ``value``: the metric itself. ``change``: the metric minus :attr:`no_effect`, so
+            that ``logit_diff``, ``answer_prob`` and ``answer_logprob`` rank by the patch's
+            effect rather than by the unpatched run's level (with ``absolute=True``, by the
+            size of the effect in either direction).
+        """
+        if by not in ("value", "change"):
+            raise InputError(f"Unknown ranking {by!r}: use 'value' or 'change'.")
         flat = np.where(np.isfinite(self.values), self.values, -np.inf).ravel()
-        key = np.abs(flat) if absolute else flat
+        key = flat - self.no_effect if by == "change" else flat
+        key = np.where(np.isfinite(key), key, -np.inf)
+        key = np.where(np.isfinite(flat), np.abs(key), -np.inf) if absolute else key
         order = np.argsort(-key, kind="stable")[:k]
-        return [(tuple(int(i) for i in np.unravel_index(j, self.shape)), float(flat[j])) for j in order if np.isfinite(flat[j])]
+        return [(tuple(int(i) for i in np.unravel_index(j, self.shape)), float(flat[j]))
+                for j in order if np.isfinite(flat[j]) and np.isfinite(key[j])]
 
     # -- CSV ---------------------------------------------------------------------------
     def _cell_cells(self, index: tuple[int, ...]) -> list[Any]:
