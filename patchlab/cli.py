@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--batch-size", type=int, default=None, help="cells per forward pass (default: from free memory)")
     sw.add_argument("--out", "-o", type=Path, help="folder for result.csv and result.json")
     sw.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _script_args(sw)
 
     de = sub.add_parser("decompose", help="direct logit attribution and logit lens for a pair")
     _model_args(de)
@@ -168,6 +169,23 @@ def _write(record, out: Path | None, stem: str) -> None:
         print(f"wrote {out / f'{stem}.csv'} and {out / f'{stem}.json'}")
 
 
+# -- reproducible scripts (issue 8) --------------------------------------------------------
+def _script_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--script", type=Path, metavar="OUT.py",
+                   help="also write a Python script that reproduces this run with patchlab's API")
+    p.add_argument("--tl-script", type=Path, metavar="OUT.py",
+                   help="also write a script that reproduces it with plain TransformerLens calls")
+
+
+def _write_scripts(args, result) -> None:
+    from patchlab.core.script import write_script
+
+    for path, style in ((args.script, "patchlab"), (args.tl_script, "transformerlens")):
+        if path is not None:
+            write_script(result, path, style=style)
+            print(f"wrote {path}")
+
+
 # -- commands ------------------------------------------------------------------------------
 def cmd_sweep(args) -> int:
     from patchlab.engine.sweep import iter_patch
@@ -199,6 +217,7 @@ def cmd_sweep(args) -> int:
     for index, value in result.top_cells(5):
         print(f"    {result.cell_label(index)}: {value:+.4f}")
     _write(result, out, "result")
+    _write_scripts(args, result)
     return 0
 
 
