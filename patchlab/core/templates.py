@@ -56,6 +56,11 @@ class Template:
     name: str = "template"
     description: str = field(default="", compare=False)
 
+    def __post_init__(self) -> None:
+        # one canonical form (tuples) so equal templates compare equal however they were built
+        object.__setattr__(self, "slots", {str(k): tuple(v) for k, v in dict(self.slots).items()})
+        object.__setattr__(self, "distinct", tuple(tuple(g) for g in self.distinct))
+
     def check(self) -> Template:
         """Raise :class:`InputError` when a slot has no word list, or a rule cannot be met."""
         used = set().union(*(_slots_of(t) for t in (self.clean, self.corrupted, self.answer, self.wrong)))
@@ -88,6 +93,21 @@ class Template:
             name=f"{self.name}-{index + 1}", group=self.name,
         )
 
+    def to_dict(self) -> dict:
+        return {"name": self.name, "clean": self.clean, "corrupted": self.corrupted, "answer": self.answer,
+                "wrong": self.wrong, "slots": {k: list(v) for k, v in self.slots.items()},
+                "distinct": [list(g) for g in self.distinct], "description": self.description}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Template:
+        try:
+            return cls(clean=data["clean"], corrupted=data["corrupted"], answer=data["answer"],
+                       wrong=data["wrong"], slots={str(k): [str(w) for w in v] for k, v in data["slots"].items()},
+                       distinct=[tuple(g) for g in data.get("distinct", ())], name=data.get("name", "template"),
+                       description=data.get("description", ""))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"A template needs clean, corrupted, answer, wrong and slots ({exc}).") from None
+
     def with_words(self, slots: Mapping[str, Sequence[str]]) -> Template:
         """A copy with other word lists (e.g. filtered to a tokenizer's single tokens)."""
         return Template(self.clean, self.corrupted, self.answer, self.wrong, dict(slots),
@@ -118,6 +138,22 @@ def generate(template: Template, n: int, seed: int = 0) -> list[PromptPair]:
             words[s] = pool[int(rng.integers(len(pool)))]
         pairs.append(template.fill(words, i).check())
     return pairs
+
+
+def parse_slots(text: str) -> dict[str, list[str]]:
+    """Word lists typed as one slot a line: ``NAME: Mary, John, Tom`` (commas or spaces)."""
+    slots: dict[str, list[str]] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        name, sep, words = line.partition(":")
+        if not sep or not name.strip().isidentifier():
+            raise InputError(f"Word lists, line {n}: write 'SLOT: word, word, ...' (got {line.strip()!r}).")
+        items = [w for w in words.replace(",", " ").split() if w]
+        if not items:
+            raise InputError(f"Word lists, line {n}: the slot {name.strip()} has no words.")
+        slots[name.strip()] = items
+    return slots
 
 
 # Wang et al. (2022), "Interpretability in the Wild", ioi_dataset.py: single GPT-2 tokens

@@ -142,3 +142,15 @@ def test_generator_errors_say_what_to_change(gpt2):
     with pytest.raises(InputError, match="only 1 distinct"):
         generate(Template("{A} {B}", "{B} {A}", " {A}", " {B}", slots={"A": ["a"], "B": ["a"]},
                           distinct=[("A", "B")]), 3)
+
+
+def test_templates_round_trip_and_typed_word_lists():
+    from patchlab.core.templates import parse_slots
+
+    assert Template.from_dict(IOI.to_dict()) == IOI
+    slots = parse_slots("A: Mary, John\n\nB: store park\n")
+    assert slots == {"A": ["Mary", "John"], "B": ["store", "park"]}
+    t = Template("When {A} went to the {B}, {A} said", "When {A} went to the {B}, {A} asked", " hi", " no", slots)
+    assert [p.clean for p in generate(t, 3, seed=0)] == [p.clean for p in generate(t, 3, seed=0)]
+    with pytest.raises(InputError, match="line 1"):
+        parse_slots("no colon here")
