@@ -177,9 +177,13 @@ def _script_args(p: argparse.ArgumentParser) -> None:
                    help="also write a script that reproduces it with plain TransformerLens calls")
 
 
-def _write_scripts(args, result) -> None:
+def _write_extras(args, result, out: Path | None) -> None:
+    """Per-pair long CSV beside result.csv (2+ pairs), and the reproducing scripts if asked."""
     from patchlab.core.script import write_script
 
+    if out and result.n_pairs >= 2:
+        result.save_csv_per_pair(out / "result_pairs.csv")
+        print(f"wrote {out / 'result_pairs.csv'}")
     for path, style in ((args.script, "patchlab"), (args.tl_script, "transformerlens")):
         if path is not None:
             write_script(result, path, style=style)
@@ -217,7 +221,7 @@ def cmd_sweep(args) -> int:
     for index, value in result.top_cells(5):
         print(f"    {result.cell_label(index)}: {value:+.4f}")
     _write(result, out, "result")
-    _write_scripts(args, result)
+    _write_extras(args, result, out)
     return 0
 
 

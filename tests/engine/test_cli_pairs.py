@@ -20,6 +20,7 @@ def test_sweep_reads_a_csv_pairs_file_with_statistics(tiny_dir, tmp_path, capsys
     res = PatchResult.load_json(tmp_path / "o" / "result.json")
     assert res.n_pairs == 2
     assert (tmp_path / "o" / "result.csv").read_text().splitlines()[0].endswith("stderr,ci_low,ci_high,p,q")
+    assert (tmp_path / "o" / "result_pairs.csv").read_text() == res.to_csv(per_pair=True)
 
 
 @pytest.mark.parametrize("name,content,match", [
