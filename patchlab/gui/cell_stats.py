@@ -30,15 +30,18 @@ class CellStats:
 
 
 def stats_job(result, alpha: float = ALPHA, n_resamples: int = 1000, seed: int = 0) -> CellStats:
-    """CI (percentile bootstrap over pairs), sign-flip p, BH q and the mask of one result."""
-    low, high = result.bootstrap_ci(0.95, n_resamples=n_resamples, seed=seed)
-    p = result.pvalues(n_permutations=n_resamples, seed=seed)
-    from patchlab.core import stats
+    """CI (percentile bootstrap over pairs), sign-flip p, BH q and the mask of one result.
 
-    q = stats.bh_qvalues(p)
+    Uses ``PatchResult.cell_stats``; a statistic the result cannot give (no per-pair
+    baselines in an old record) is NaN, and no cell is called significant.
+    """
+    cols = result.cell_stats(0.95, n_resamples=n_resamples, n_permutations=n_resamples, seed=seed)
+    nan = np.full(result.shape, np.nan)
+    q = cols.get("q", nan)
     with np.errstate(invalid="ignore"):
         sig = np.isfinite(q) & (q <= alpha)
-    return CellStats(result.stderr, low, high, p, q, sig, result.n_pairs, alpha)
+    return CellStats(cols.get("stderr", nan), cols.get("ci_low", nan), cols.get("ci_high", nan),
+                     cols.get("p", nan), q, sig, result.n_pairs, alpha)
 
 
 def ranked_cells(result, st: CellStats, k: int = 20) -> list[tuple[tuple[int, ...], float]]:

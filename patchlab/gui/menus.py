@@ -36,9 +36,12 @@ class FileMenu(QObject):
         self._act(file, "&Load pairs (CSV, TSV, JSONL)\u2026", self.load_pairs_dialog, "Ctrl+L")
         self._act(file, "Save &pairs\u2026", self.save_pairs_dialog)
         self._act(file, "Paste pairs (tab-separated rows)", self.paste_pairs, "Ctrl+Shift+V")
+        self._act(file, "&Generate pairs (template or toy rule)\u2026", self.generate_dialog, "Ctrl+G")
         file.addSeparator()
         self._act(file, "Export figure (PNG/SVG)\u2026", self.export_figure_dialog, "Ctrl+E")
         self._act(file, "Export data (CSV + JSON run record)\u2026", self.export_data_dialog)
+        self._act(file, "Export as Python script (patchlab)\u2026", self.export_script_dialog)
+        self._act(file, "Export as Python script (plain TransformerLens)\u2026", self.export_tl_script_dialog)
         self._act(file, "Export &all to a folder\u2026", self.export_all_dialog)
         self._act(file, "&Copy figure", self.copy_figure, "Ctrl+Shift+C")
         file.addSeparator()
@@ -163,6 +166,39 @@ class FileMenu(QObject):
         if path:
             self.w.report_errors(exports.export_top_cells, self.w.state,
                                  self.w.stats_presenter.stats, path)
+
+    @Slot()
+    def export_script_dialog(self, style: str = "patchlab") -> None:
+        name = "reproduce_tl.py" if style == "transformerlens" else "reproduce.py"
+        path, _ = QFileDialog.getSaveFileName(self.w, "Export as Python script", name, "Python (*.py)")
+        if path:
+            self.w.report_errors(exports.export_script, self.w.state, path, style)
+
+    @Slot()
+    def export_tl_script_dialog(self) -> None:
+        self.export_script_dialog("transformerlens")
+
+    def generate(self, rule: str, n: int, seed: int, template=None) -> bool:
+        """Replace the pairs with ``n`` generated ones; False (and a message) on bad input."""
+        from patchlab.engine.pairgen import generate_pairs
+
+        model = self.w.model if self.w.model is not None else ""
+        return self.try_pairs(lambda _: self.w.pairs_presenter.set_pairs(
+            generate_pairs(model, template or rule, n=n, seed=seed)), None, done="Generated") is not None
+
+    @Slot()
+    def generate_dialog(self) -> None:
+        from patchlab.engine.pairgen import available_generators
+        from patchlab.gui.views.generate_dialog import GenerateDialog
+
+        dialog = GenerateDialog(available_generators(self.w.model), self.w)
+        if dialog.exec():
+            try:
+                rule, n, seed, template = dialog.request()
+            except PatchlabError as exc:
+                self.w.show_error("Generate pairs", str(exc))
+                return
+            self.generate(rule, n, seed, template)
 
     @Slot()
     def copy_figure(self) -> None:

@@ -80,6 +80,11 @@ class PairsPresenter:
         self.editor.set_pairs(pairs)
         return pairs
 
+    def set_pairs(self, pairs: list[PromptPair]) -> list[PromptPair]:
+        """Replace the pairs (generated ones, for example)."""
+        self.editor.set_pairs(list(pairs))
+        return list(pairs)
+
     def save_file(self, path):
         """Write the pairs (format by suffix); raises PairError / PatchlabError with the reason."""
         from patchlab.core.pairset import save_pairs

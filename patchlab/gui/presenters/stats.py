@@ -35,9 +35,13 @@ class StatsPresenter:
         self.controller.submit("stats", stats_job, dict(result=r), context=r)
 
     def _done(self, out: Outcome) -> None:
-        if out.ok and out.context is self.state.result:
+        if out.context is not self.state.result:
+            return
+        if out.ok:
             self.stats = out.value
             self.apply()
+        elif out.error:
+            self.view.set_top([], f"No statistics for this result: {out.error}")
 
     def apply(self) -> None:
         """Fade non-significant cells (mean scope only), fill the ranked table, the cell view."""

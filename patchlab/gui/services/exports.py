@@ -102,3 +102,13 @@ def export_top_cells(state: AppState, stats, path: str | Path, k: int = 20) -> P
     if state.result is None or stats is None:
         raise PatchlabError("No statistics yet: run a sweep over two or more pairs.")
     return atomic_write_text(path, top_cells_csv(state.result, stats, k))
+
+
+def export_script(state: AppState, path: str | Path, style: str = "patchlab") -> Path:
+    """A runnable script that reproduces the result on screen (``style``: "patchlab" or
+    "transformerlens"), with the pairs inline."""
+    from patchlab.core.script import write_script
+
+    if state.result is None:
+        raise PatchlabError("Nothing to reproduce yet: run an experiment first.")
+    return write_script(state.result, path, style=style)

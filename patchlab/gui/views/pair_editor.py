@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal, Slot
@@ -239,8 +240,10 @@ class PairEditor(QWidget):
 
     # -- internals ------------------------------------------------------------------------
     def _read(self) -> PromptPair:
-        return PromptPair(self.clean.text(), self.corrupted.text(), self.answer.currentText(),
-                          self.wrong.currentText())
+        """The widgets' texts over the shown pair (its name and group are kept)."""
+        old = self._pairs[self._shown] if 0 <= self._shown < len(self._pairs) else EMPTY
+        return dataclasses.replace(old, clean=self.clean.text(), corrupted=self.corrupted.text(),
+                                   answer=self.answer.currentText(), wrong=self.wrong.currentText())
 
     def _store(self) -> None:
         i = self._shown  # the pair the widgets hold (the list may already show another row)
