@@ -54,7 +54,7 @@ _LAZY = {
     # pair sets (issue 8)
     "load_pairs": ("patchlab.core.pairset", "load_pairs"),
     "save_pairs": ("patchlab.core.pairset", "save_pairs"),
-    "generate_pairs": ("patchlab.core.templates", "generate_pairs"),
+    "generate_pairs": ("patchlab.engine.pairgen", "generate_pairs"),
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -40,7 +39,8 @@ def _pair_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--corrupted", help="corrupted prompt (same number of tokens)")
     g.add_argument("--answer", help="correct next token for the clean prompt, e.g. ' Mary'")
     g.add_argument("--wrong", help="competing token, e.g. ' John'")
-    g.add_argument("--pairs", type=Path, help="JSONL file, one {clean, corrupted, answer, wrong} per line")
+    g.add_argument("--pairs", type=Path, help="pairs file: CSV/TSV with columns clean, corrupted, answer, wrong "
+                   "(optional name, group), or JSONL with one such object per line")
     g.add_argument("--example", help="name of a built-in example (see `patchlab models --examples`)")
 
 
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--batch-size", type=int, default=None, help="cells per forward pass (default: from free memory)")
     sw.add_argument("--out", "-o", type=Path, help="folder for result.csv and result.json")
     sw.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _script_args(sw)
 
     de = sub.add_parser("decompose", help="direct logit attribution and logit lens for a pair")
     _model_args(de)
@@ -94,22 +95,9 @@ def _load(args) -> Any:
 
 
 def _read_pairs_file(path: Path) -> list[PromptPair]:
-    if not path.is_file():
-        raise InputError(f"The pairs file {path} does not exist.")
-    pairs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}, line {n}: not valid JSON ({exc.msg}).") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}, line {n}: expected an object with clean, corrupted, answer, wrong.")
-        pairs.append(PromptPair.from_dict(data.get("pair", data)))
-    if not pairs:
-        raise InputError(f"The pairs file {path} holds no pairs.")
-    return pairs
+    from patchlab.core.pairset import load_pairs  # CSV, TSV, JSONL or JSON; errors name the line
+
+    return load_pairs(path)
 
 
 def _check_pair_args(args) -> None:
@@ -181,6 +169,27 @@ def _write(record, out: Path | None, stem: str) -> None:
         print(f"wrote {out / f'{stem}.csv'} and {out / f'{stem}.json'}")
 
 
+# -- reproducible scripts (issue 8) --------------------------------------------------------
+def _script_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--script", type=Path, metavar="OUT.py",
+                   help="also write a Python script that reproduces this run with patchlab's API")
+    p.add_argument("--tl-script", type=Path, metavar="OUT.py",
+                   help="also write a script that reproduces it with plain TransformerLens calls")
+
+
+def _write_extras(args, result, out: Path | None) -> None:
+    """Per-pair long CSV beside result.csv (2+ pairs), and the reproducing scripts if asked."""
+    from patchlab.core.script import write_script
+
+    if out and result.n_pairs >= 2:
+        result.save_csv_per_pair(out / "result_pairs.csv")
+        print(f"wrote {out / 'result_pairs.csv'}")
+    for path, style in ((args.script, "patchlab"), (args.tl_script, "transformerlens")):
+        if path is not None:
+            write_script(result, path, style=style)
+            print(f"wrote {path}")
+
+
 # -- commands ------------------------------------------------------------------------------
 def cmd_sweep(args) -> int:
     from patchlab.engine.sweep import iter_patch
@@ -212,6 +221,7 @@ def cmd_sweep(args) -> int:
     for index, value in result.top_cells(5):
         print(f"    {result.cell_label(index)}: {value:+.4f}")
     _write(result, out, "result")
+    _write_extras(args, result, out)
     return 0
 
 
