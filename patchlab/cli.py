@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -40,7 +39,7 @@ def _pair_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--corrupted", help="corrupted prompt (same number of tokens)")
     g.add_argument("--answer", help="correct next token for the clean prompt, e.g. ' Mary'")
     g.add_argument("--wrong", help="competing token, e.g. ' John'")
-    g.add_argument("--pairs", type=Path, help="JSONL file, one {clean, corrupted, answer, wrong} per line")
+    g.add_argument("--pairs", type=Path, help="CSV/TSV with a header row, or JSONL (one {clean, corrupted, answer, wrong} per line)")
     g.add_argument("--example", help="name of a built-in example (see `patchlab models --examples`)")
 
 
@@ -94,22 +93,10 @@ def _load(args) -> Any:
 
 
 def _read_pairs_file(path: Path) -> list[PromptPair]:
-    if not path.is_file():
-        raise InputError(f"The pairs file {path} does not exist.")
-    pairs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}, line {n}: not valid JSON ({exc.msg}).") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}, line {n}: expected an object with clean, corrupted, answer, wrong.")
-        pairs.append(PromptPair.from_dict(data.get("pair", data)))
-    if not pairs:
-        raise InputError(f"The pairs file {path} holds no pairs.")
-    return pairs
+    # CSV, TSV, JSONL or JSON; bad bytes, lines and fields raise PairError naming the line
+    from patchlab.core.pairset import load_pairs
+
+    return list(load_pairs(path))
 
 
 def _check_pair_args(args) -> None:
@@ -119,14 +106,16 @@ def _check_pair_args(args) -> None:
         missing = [f"--{n}" for n, v in zip(("clean", "corrupted", "answer", "wrong"), given) if v is None]
         if missing:
             raise InputError(f"Give all four of --clean, --corrupted, --answer and --wrong (missing {', '.join(missing)}).")
-    if args.pairs is not None and not args.pairs.is_file():
-        raise InputError(f"The pairs file {args.pairs} does not exist.")
+    if args.pairs is not None:
+        if not args.pairs.is_file():
+            raise InputError(f"The pairs file {args.pairs} does not exist.")
+        args.pair_list = _read_pairs_file(args.pairs)  # a bad file fails before the model loads
 
 
 def _pairs(args, model) -> list[PromptPair]:
     given = [args.clean, args.corrupted, args.answer, args.wrong]
     if args.pairs:
-        return _read_pairs_file(args.pairs)
+        return getattr(args, "pair_list", None) or _read_pairs_file(args.pairs)
     if any(v is not None for v in given):
         return [PromptPair(*given)]
     import patchlab

@@ -5,8 +5,8 @@ import threading
 import pytest
 
 if __import__("os").environ.get("CI", "").lower() in ("1", "true", "yes"):
-    import pytestqt  # noqa: F401  (in CI a missing GUI test dependency fails, never skips)
     import PySide6  # noqa: F401
+    import pytestqt  # noqa: F401  (in CI a missing GUI test dependency fails, never skips)
 pytest.importorskip("PySide6", reason="PySide6 is not installed: GUI tests skipped")
 pytest.importorskip("pytestqt", reason="pytest-qt is not installed: GUI tests skipped")
 
