@@ -107,14 +107,16 @@ def _check_pair_args(args) -> None:
         missing = [f"--{n}" for n, v in zip(("clean", "corrupted", "answer", "wrong"), given) if v is None]
         if missing:
             raise InputError(f"Give all four of --clean, --corrupted, --answer and --wrong (missing {', '.join(missing)}).")
-    if args.pairs is not None and not args.pairs.is_file():
-        raise InputError(f"The pairs file {args.pairs} does not exist.")
+    if args.pairs is not None:
+        if not args.pairs.is_file():
+            raise InputError(f"The pairs file {args.pairs} does not exist.")
+        args.pair_list = _read_pairs_file(args.pairs)  # a bad file fails before the model loads
 
 
 def _pairs(args, model) -> list[PromptPair]:
     given = [args.clean, args.corrupted, args.answer, args.wrong]
     if args.pairs:
-        return _read_pairs_file(args.pairs)
+        return getattr(args, "pair_list", None) or _read_pairs_file(args.pairs)
     if any(v is not None for v in given):
         return [PromptPair(*given)]
     import patchlab
