@@ -126,7 +126,8 @@ def parse_senders(model: Any, sender: Any) -> tuple[list[Sender], bool]:
 
 def setup(model: Any, pairs: PromptPair | Sequence[PromptPair], metric: str, direction: str) -> PathSetup:
     """Tokenise, run both prompts on the bridge and in plain torch, and check they agree."""
-    ctx = prepare(model, pairs, target="resid_pre", metric=metric, direction=direction)
+    # a target without a position axis: pairs may have different lengths
+    ctx = prepare(model, pairs, target="attn_head_out_all_pos", metric=metric, direction=direction)
     try:
         w = weights_for(model)
     except Unsupported as exc:
