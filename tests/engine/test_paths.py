@@ -27,12 +27,14 @@ def _ld(tp):
     return lambda logits: logits[0, -1, tp.answer_id] - logits[0, -1, tp.wrong_id]
 
 
-@pytest.mark.parametrize("direction", ["denoise", "noise"])
-@pytest.mark.parametrize("component", ["q", "k", "v"])
+# TransformerLens refuses k/v on grouped-query attention (Llama): hand reference below
+CASES = [(a, "q", d) for a in ("gpt2", "neox", "llama") for d in ("denoise", "noise")]
+CASES += [(a, c, "denoise") for a in ("gpt2", "neox") for c in ("k", "v")]
+
+
+@pytest.mark.parametrize(("arch", "component", "direction"), CASES)
 def test_parity_with_transformerlens(strong_models, arch, pair, direction, component):
     model = strong_models[arch]
-    if arch == "llama" and component != "q":
-        pytest.skip("TransformerLens refuses k/v on grouped-query attention (hand reference below)")
     tp, base, sc, bc = _runs(model, pair, direction)
     with torch.no_grad():
         ref = tlp.get_act_patch_direct_path(model, base, sc, bc, _ld(tp), 0, 1, component, verbose=False)
