@@ -27,6 +27,9 @@ __all__ = [
     "decompose",
     "iter_decompose",
     "examples",
+    "path_patch",
+    "effects",
+    "neurons",
     "PatchResult",
     "TARGETS",
     "METRICS",
@@ -47,6 +50,13 @@ _LAZY = {
     "decompose": ("patchlab.engine.decompose", "decompose"),
     "iter_decompose": ("patchlab.engine.decompose", "iter_decompose"),
     "DecomposeResult": ("patchlab.core.decomposition", "DecomposeResult"),
+    "path_patch": ("patchlab.engine.paths", "path_patch"),
+    "iter_path_patch": ("patchlab.engine.paths", "iter_path_patch"),
+    "effects": ("patchlab.engine.effects", "effects"),
+    "iter_effects": ("patchlab.engine.effects", "iter_effects"),
+    "neurons": ("patchlab.engine.neurons", "neurons"),
+    "iter_neurons": ("patchlab.engine.neurons", "iter_neurons"),
+    "NeuronResult": ("patchlab.core.neurons", "NeuronResult"),
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +82,7 @@ def cmd_paths(args) -> int:
     _runs_line(res.meta)
     if res.axes == ("layer", "head"):
         print("  " + " " * 8 + "".join(f"{h:>9s}" for h in res.labels["head"]))
-        for layer, lab in enumerate(res.labels["layer"]):
+        for layer in range(len(res.labels["layer"])):
             row = "".join(f"{v:+9.4f}" if np.isfinite(v) else f"{'-':>9s}" for v in res.values[layer])
             print(f"  {'L' + str(layer):8s}{row}")
     else:

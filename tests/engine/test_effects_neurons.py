@@ -14,28 +14,9 @@ from patchlab.engine.effects import effects
 from patchlab.engine.neurons import neurons
 from patchlab.engine.paths import path_patch
 from patchlab.engine.tokens import tokenize_pairs
-from patchlab.toy.language import FILLERS
+from patchlab.toy.prevtoken import prev_token_pairs
 
 TOL = 1e-4
-
-
-def prev_token_pairs(n, seed=0):
-    """Induction pairs that corrupt the *first* A of ``A B .. A`` (toy language vocabulary).
-
-    Clean ``f.. A B f.. A`` -> B by the exact induction rule; in the corrupted ``f.. X B f.. A``
-    the token before B is no longer A, which only the previous-token head can tell the
-    induction head (through its keys).
-    """
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        f = list(rng.permutation(FILLERS))
-        lead = [f.pop() for _ in range(int(rng.integers(1, 4)))]
-        a, b, x = f.pop(), f.pop(), f.pop()
-        gap = [f.pop() for _ in range(int(rng.integers(3, 6)))]
-        out.append(patchlab.PromptPair(" ".join([*lead, a, b, *gap, a]), " ".join([*lead, x, b, *gap, a]),
-                                       " " + b, " " + x))
-    return out
 
 
 @pytest.fixture(scope="module")

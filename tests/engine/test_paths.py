@@ -107,7 +107,7 @@ def test_mlp_receiver_matches_hand_reference(strong_models, pair):
         with torch.no_grad():
             blk = model.blocks[layer]
             new = blk.mlp(blk.ln2(bc[f"blocks.{layer}.hook_resid_mid"] + delta))
-            logits = model.run_with_hooks(base, fwd_hooks=[(f"blocks.{layer}.hook_mlp_out", lambda a, hook: new)])
+            logits = model.run_with_hooks(base, fwd_hooks=[(f"blocks.{layer}.hook_mlp_out", lambda a, hook, new=new: new)])
         assert abs(float(_ld(tp)(logits)) - res.values[layer]) < TOL
 
 
