@@ -40,6 +40,10 @@ __all__ = [
     "PairError",
     "ModelLoadError",
     "TargetUnavailableError",
+    # pair sets (issue 8)
+    "load_pairs",
+    "save_pairs",
+    "generate_pairs",
 ]
 
 _LAZY = {
@@ -50,6 +54,11 @@ _LAZY = {
     "decompose": ("patchlab.engine.decompose", "decompose"),
     "iter_decompose": ("patchlab.engine.decompose", "iter_decompose"),
     "DecomposeResult": ("patchlab.core.decomposition", "DecomposeResult"),
+    # pair sets (issue 8)
+    "load_pairs": ("patchlab.core.pairset", "load_pairs"),
+    "save_pairs": ("patchlab.core.pairset", "save_pairs"),
+    "generate_pairs": ("patchlab.core.templates", "generate_pairs"),
+    # path patching, effects, neurons (issue 9)
     "path_patch": ("patchlab.engine.paths", "path_patch"),
     "iter_path_patch": ("patchlab.engine.paths", "iter_path_patch"),
     "effects": ("patchlab.engine.effects", "effects"),
