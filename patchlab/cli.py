@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("models", help="list the embedded models and their cards")
     mo.add_argument("--examples", action="store_true", help="also list each model's built-in examples")
 
+    from patchlab import cli_paths  # noqa: PLC0415 - `paths` and `neurons` live in their own module
+
+    cli_paths.add_parsers(sub)
+
     sc = sub.add_parser("screenshot", help="run the first example off screen and save a PNG of the window")
     sc.add_argument("out", type=Path, help="PNG file to write")
     sc.add_argument("--view", default="heatmap", choices=["heatmap", "decompose", "readouts", "scatter"])
@@ -302,6 +306,7 @@ def cmd_gui(args) -> int:
 
 COMMANDS = {"sweep": cmd_sweep, "decompose": cmd_decompose, "models": cmd_models,
             "screenshot": cmd_screenshot, "gui": cmd_gui, None: cmd_gui}
+COMMANDS.update(__import__("patchlab.cli_paths", fromlist=["COMMANDS"]).COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
