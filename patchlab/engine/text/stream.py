@@ -56,6 +56,7 @@ class DocTokens:
     tokens: list[str]
     windows: int = 1
     slot: int = 0  # position in the job's document list
+    done_at: int = 0  # corpus work done (bytes or docs) once this document was read
 
 
 @dataclass
@@ -191,19 +192,21 @@ def iter_windows(
                 dest[w.start + k0:w.start + len(w.ids)] = out[r, k0:len(w.ids)]
 
     def event() -> TextEvent:
-        return TextEvent(done[0], corpus.size, corpus.size_unit, n_tokens, len(docs),
+        return TextEvent(docs[-1].done_at if docs else 0, corpus.size, corpus.size_unit, n_tokens, len(docs),
                          time.perf_counter() - t0, phase)
 
     exhausted = False
     while not exhausted:
-        group = []
+        group, marks = [], []
         for d in it:
             group.append(d)
+            marks.append(done[0])  # read ahead of the model: progress counts finished docs only
             if len(group) >= TOKENIZE_CHUNK:
                 break
         else:
             exhausted = True
-        for dt in tokenize_docs(model, group, decoder) if group else []:
+        for dt, mark in zip(tokenize_docs(model, group, decoder) if group else [], marks):
+            dt.done_at = mark
             if max_tokens is not None and n_tokens + len(dt.ids) > max_tokens and docs:
                 truncated = exhausted = True
                 break
