@@ -37,6 +37,10 @@ __all__ = [
     "PairError",
     "ModelLoadError",
     "TargetUnavailableError",
+    # pair sets (issue 8)
+    "load_pairs",
+    "save_pairs",
+    "generate_pairs",
     # circuits from the weights and from text (issue 10)
     "direct_path",
     "ov_circuit",
@@ -63,6 +67,10 @@ _LAZY = {
     "decompose": ("patchlab.engine.decompose", "decompose"),
     "iter_decompose": ("patchlab.engine.decompose", "iter_decompose"),
     "DecomposeResult": ("patchlab.core.decomposition", "DecomposeResult"),
+    # pair sets (issue 8)
+    "load_pairs": ("patchlab.core.pairset", "load_pairs"),
+    "save_pairs": ("patchlab.core.pairset", "save_pairs"),
+    "generate_pairs": ("patchlab.core.templates", "generate_pairs"),
     # circuits from the weights and from text (issue 10)
     "direct_path": ("patchlab.engine.weights", "direct_path"),
     "ov_circuit": ("patchlab.engine.weights", "ov_circuit"),

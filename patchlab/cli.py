@@ -281,6 +281,9 @@ def _check_display() -> None:
 
 def cmd_gui(args) -> int:
     _check_display()
+    from patchlab.gui.platform_check import check_platform
+
+    check_platform()  # a missing xcb library: name the package instead of Qt's abort
     from patchlab.gui.app import run_app
 
     argv = [args.session] if getattr(args, "session", None) else []

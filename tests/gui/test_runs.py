@@ -27,12 +27,12 @@ def test_cancel_keeps_partial_heatmap(qtbot, window, slow_sweep):
     print(f"cancel landed after {took * 1000:.0f} ms (the slowed sweep sleeps 400 ms per row)")
     # generous bound (shared machines); partial rows below show it stopped before the end
     assert took < 2.0, "cancel took too long"
-    r = w.result
+    r = w.state.result
     assert r.meta["cancelled"] and not r.meta["complete"]
     done_rows = np.isfinite(r.values).all(axis=1)
     assert done_rows[0] and not done_rows.all(), "the finished rows are kept, the rest is NaN"
     assert "Cancelled" in w.experiment.progress_text.text()
-    assert np.array_equal(np.isfinite(w.heatmap._values), np.isfinite(r.values))
+    assert np.array_equal(np.isfinite(w.heatmap.values), np.isfinite(r.values))
 
 
 def test_close_mid_run(qtbot, make_window, gui_model_name, slow_sweep):
@@ -60,12 +60,12 @@ def test_new_run_supersedes(qtbot, window, slow_sweep):
     assert w.run()
     wait_result(qtbot, w)
     wait_idle(qtbot, w)
-    assert w.result.target == "attn_out" and w.result.meta["complete"]
-    assert w.result.direction == "noise"
+    assert w.state.result.target == "attn_out" and w.state.result.meta["complete"]
+    assert w.state.result.direction == "noise"
     assert "Attention layer output" in w.heatmap.title_item.text
     sweeps = [o for o in seen if o.kind == "sweep"]
     assert len(sweeps) == 1, "the superseded run's result must be dropped"
-    assert sweeps[0].value is w.result
+    assert sweeps[0].value is w.state.result
 
 
 
@@ -73,7 +73,7 @@ def test_bad_pair_is_flagged_inline(qtbot, window):
     w = window
     pair = w.pair_editor.pairs()[0]
     w.pair_editor.corrupted.setText(pair.corrupted + " and then some more words")
-    w.pair_editor._emit_changed()
+    w.pair_editor.commit()
     assert not w.validate()
     assert "same length" in w.pair_editor.message.text()
     assert not w.experiment.run_btn.isEnabled()
@@ -81,10 +81,10 @@ def test_bad_pair_is_flagged_inline(qtbot, window):
     assert w.controller.is_idle()
     w.pair_editor.corrupted.setText(pair.corrupted)
     w.pair_editor.answer.setEditText("")
-    w.pair_editor._emit_changed()
+    w.pair_editor.commit()
     assert not w.validate() and "answer is empty" in w.pair_editor.message.text()
     w.pair_editor.answer.setEditText(pair.answer)
-    w.pair_editor._emit_changed()
+    w.pair_editor.commit()
     assert w.validate() and w.experiment.run_btn.isEnabled()
 
 
@@ -100,7 +100,7 @@ def test_failed_model_load_keeps_previous(qtbot, window, tmp_path):
     assert w.model_panel.load_btn.isEnabled()
     assert w.run()
     wait_result(qtbot, w)
-    assert w.result.meta["complete"]
+    assert w.state.result.meta["complete"]
 
 
 class GapProbe(QObject):

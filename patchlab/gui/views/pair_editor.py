@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from patchlab.core.errors import PairError
 from patchlab.core.pairs import PromptPair
 
 EMPTY = PromptPair("", "", "", "")
@@ -60,14 +59,18 @@ class PairEditor(QWidget):
         Any text changed or a pair was added/removed (debounced).
     suggestRequested(prompt)
         The user asked for answer suggestions for the clean prompt.
+    currentChanged(index)
+        The user picked another pair (0-based).
     """
 
     pairsChanged = Signal()
     suggestRequested = Signal(str)
+    currentChanged = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._pairs: list[PromptPair] = [EMPTY]
+        self._shown = 0
         self._examples: list = []
         self.list = QListWidget()
         self.list.setMaximumHeight(64)
@@ -159,6 +162,29 @@ class PairEditor(QWidget):
         self._show(self.current_index())
         self._emit_changed()
 
+    def set_current(self, index: int) -> None:
+        """Show pair ``index`` (emits nothing: the caller already knows)."""
+        if index == self.current_index() or not 0 <= index < len(self._pairs):
+            return
+        self._store()
+        self.list.blockSignals(True)
+        self.list.setCurrentRow(index)
+        self.list.blockSignals(False)
+        self._show(index)
+
+    def set_current_pair(self, pair: PromptPair) -> None:
+        """Replace the shown pair's texts (as typing would) and report the change."""
+        self._pairs[self.current_index()] = pair
+        self._show(self.current_index())
+        self.commit()
+
+    def add_pair(self) -> None:
+        """Append a copy of the shown pair and show it."""
+        self._on_add()
+
+    def has_examples(self) -> bool:
+        return bool(self._examples)
+
     def set_examples(self, examples: list) -> None:
         """Fill the examples menu (objects with name, rule, description, pair)."""
         self._examples = list(examples)
@@ -202,11 +228,12 @@ class PairEditor(QWidget):
                           self.wrong.currentText())
 
     def _store(self) -> None:
-        i = self.current_index()
+        i = self._shown  # the pair the widgets hold (the list may already show another row)
         if 0 <= i < len(self._pairs):
             self._pairs[i] = self._read()
 
     def _show(self, i: int) -> None:
+        self._shown = i
         p = self._pairs[i]
         self.clean.setText(p.clean)
         self.corrupted.setText(p.corrupted)
@@ -229,6 +256,11 @@ class PairEditor(QWidget):
     def _on_edited(self, _text: str) -> None:
         self._debounce.start()
 
+    def commit(self) -> None:
+        """Report the edits now instead of after the debounce delay."""
+        self._debounce.stop()
+        self._emit_changed()
+
     @Slot()
     def _emit_changed(self) -> None:
         self._store()
@@ -243,8 +275,9 @@ class PairEditor(QWidget):
     def _on_row_changed(self, row: int) -> None:
         if row < 0:
             return
+        self._store()
         self._show(row)
-        self.pairsChanged.emit()
+        self.currentChanged.emit(row)
 
     @Slot()
     def _on_add(self) -> None:
@@ -279,25 +312,3 @@ def list_text(i: int, p: PromptPair, width: int = 48) -> str:
         cut = text[:width].rsplit(" ", 1)[0] if " " in text[:width] else text[:width]
         text = cut + " \u2026"
     return f"{i + 1}: {text}  \u2192 {p.answer!r}"
-
-
-def validate_pairs(model, pairs: list[PromptPair]):
-    """Tokenise every pair; return (tokens of the first pair, error message or "")."""
-    from patchlab.engine.tokens import tokenize_pair
-
-    first = None
-    for i, pair in enumerate(pairs):
-        try:
-            tp = tokenize_pair(model, pair)
-        except PairError as exc:
-            prefix = f"Pair {i + 1}: " if len(pairs) > 1 else ""
-            if first is None and pair.clean.strip() and pair.corrupted.strip():
-                try:  # still show how the prompts tokenise, so the mismatch is visible
-                    first = ([str(t) for t in model.to_str_tokens(pair.clean)],
-                             [str(t) for t in model.to_str_tokens(pair.corrupted)])
-                except Exception:  # noqa: BLE001 - the message below is what matters
-                    first = None
-            return first, prefix + str(exc)
-        if first is None:
-            first = (tp.clean_str, tp.corrupted_str)
-    return first, ""

@@ -154,6 +154,11 @@ class HeatmapView(QWidget):
         return self._title
 
     @property
+    def values(self) -> np.ndarray | None:
+        """The array drawn (the latest given to :meth:`set_data`)."""
+        return self._values
+
+    @property
     def estimate_rows(self) -> frozenset[int]:
         return self._estimate_rows
 
