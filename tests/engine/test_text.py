@@ -147,6 +147,11 @@ def test_head_zero_ablation_matches_hand_hooked_runs(model):
     assert res.values[0, 1] == pytest.approx(all_deltas.mean(), abs=2e-4)
     assert (res.ci_low <= res.values + 1e-12).all() and (res.values <= res.ci_high + 1e-12).all()
     assert res.ranked()[0][1] == pytest.approx(np.nanmax(res.values))
+    # the plain-torch path (checked against the bridge) and the bridge's hooks agree
+    assert res.meta["engine_path"] == "fast", res.meta["fallback_reason"]
+    slow = ablate(model, TEXTS[:3], components="heads", method="zero", batch_tokens=48, engine="bridge")
+    assert slow.meta["engine_path"] == "bridge"
+    np.testing.assert_allclose(slow.deltas, res.deltas, atol=2e-4)
 
 
 def test_mlp_mean_ablation_uses_the_corpus_mean(tiny_models):

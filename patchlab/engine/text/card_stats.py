@@ -28,11 +28,11 @@ def _rules(corpus) -> dict[tuple[int, int], str]:
 
 def measure(models: Path) -> dict[str, dict]:
     """``card name -> text_analyses`` for toy-attn1 and toy-attn2."""
-    from patchlab.toy.io import load_bridge
     from patchlab.engine.text.ablate import ablate
     from patchlab.engine.text.corpus import toy_corpus
     from patchlab.engine.text.losses import compare_models
     from patchlab.engine.weights import composition_scores
+    from patchlab.toy.io import load_bridge
 
     a1, a2 = (load_bridge(models / n, name=n) for n in ("toy-attn1", "toy-attn2"))
     for m in (a1, a2):
