@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     import patchlab
-    from patchlab.engine.text.ablate import _means, _Engine, _units, ablate
+    from patchlab.engine.text.ablate import _Engine, _means, _units, ablate
     from patchlab.engine.text.corpus import toy_corpus
     from patchlab.engine.text.losses import compare_models
     from patchlab.engine.text.stream import run_to_end
