@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from patchlab import cli_text
 from patchlab._version import __version__
 from patchlab.core.errors import InputError, PatchlabError
 from patchlab.core.metrics import DIRECTIONS, METHODS, METRICS
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("screenshot", help="run the first example off screen and save a PNG of the window")
     sc.add_argument("out", type=Path, help="PNG file to write")
     sc.add_argument("--view", default="heatmap", choices=["heatmap", "decompose", "readouts", "scatter"])
+    cli_text.add_parsers(sub, _model_args)  # weights, text
     return parser
 
 
@@ -307,6 +309,7 @@ def cmd_gui(args) -> int:
 COMMANDS = {"sweep": cmd_sweep, "decompose": cmd_decompose, "models": cmd_models,
             "screenshot": cmd_screenshot, "gui": cmd_gui, None: cmd_gui}
 COMMANDS.update(__import__("patchlab.cli_paths", fromlist=["COMMANDS"]).COMMANDS)
+COMMANDS.update(cli_text.COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
