@@ -18,7 +18,7 @@ import numpy as np
 
 
 def r3(x) -> float:
-    return round(float(x), 3)
+    return round(float(x), 3) + 0.0  # no -0.0 on the cards
 
 
 def attn2() -> dict:
@@ -32,6 +32,9 @@ def attn2() -> dict:
                for lab, t, d, i in zip(eff.labels["component"], *eff.values)}
     paths = {r: [r3(v) for v in patchlab.path_patch(model, pairs, "L0H3", r).values[1]] for r in ("q", "k", "v")}
     e = effects["L0H3"]
+    ind = [x.pair for x in patchlab.examples(model) if x.rule == "induction"]
+    b = patchlab.effects(model, ind, components="heads")
+    builtin = r3(b.values[0, b.labels["component"].index("L0H3")])
     summary = [
         f"Previous-token head L0H3 on 8 induction pairs that corrupt the first A of 'A B .. A' "
         f"(patchlab.toy.prevtoken, seed 0; denoising, logit difference recovered): total {e['total']}, "
@@ -39,8 +42,8 @@ def attn2() -> dict:
         f"Its path into the keys of L1H0..L1H3: {paths['k']} (sum {r3(sum(paths['k']))}, "
         f"{round(100 * sum(paths['k']) / e['total'])}% of its total; L1H3 is the induction head); "
         f"into their queries {paths['q']}, values {paths['v']}.",
-        "On the built-in induction examples (they corrupt B, which the previous-token head does not see) "
-        "L0H3's total effect is near zero: the induction heads' values carry that difference instead.",
+        f"On the built-in induction examples, which corrupt B itself (not the token before it), L0H3's "
+        f"total effect is {builtin}: the previous-token head sees no difference there.",
     ]
     return {"pairs": "patchlab.toy.prevtoken.prev_token_pairs(8, seed=0)", "metric": "logit_diff_recovered",
             "direction": "denoise", "effects": effects, "L0H3_paths_into_layer1": paths, "summary": summary}

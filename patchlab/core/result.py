@@ -145,8 +145,9 @@ class PatchResult(RunRecord):
             return np.isfinite(q) & (q <= alpha)
 
     def head_label(self, layer: int, head: int) -> str:
-        """``L0H3``-style label of one head."""
-        return f"L{layer}H{head}"
+        """``L0H3``-style label of one head (``L1KV0`` for a key/value head)."""
+        names = self.labels.get("head")
+        return f"L{layer}{names[head]}" if names and head < len(names) else f"L{layer}H{head}"
 
     def label(self, axis: str, index: int) -> str:
         return self.labels[axis][index]
@@ -207,7 +208,9 @@ class PatchResult(RunRecord):
     def _cell_cells(self, index: tuple[int, ...]) -> list[Any]:
         row: list[Any] = []
         for axis, i in zip(self.axes, index):
-            row += [i, self.head_label(index[0], i) if axis == "head" else self.labels[axis][i]]
+            # the layer axis need not come first (path patching's leading sender axis)
+            layer = index[self.axes.index("layer")] if "layer" in self.axes else index[0]
+            row += [i, self.head_label(layer, i) if axis == "head" else self.labels[axis][i]]
         return row
 
     def cell_stats(self, confidence: float = 0.95, n_resamples: int = 1000, n_permutations: int = 1000,

@@ -143,12 +143,12 @@ def test_mlp_sender_into_q_matches_hand_reference(strong_models, pair):
     assert abs(float(_ld(tp)(logits)) - res.values[2, 1]) < TOL
 
 
-def test_identical_prompts_change_nothing(strong_models):
-    model = strong_models["llama"]
-    same = patchlab.PromptPair("Alice sees John", "Alice sees John", " Mary", " John")
-    res = path_patch(model, same, "heads", "v", metric="logit_diff")
-    base = res.meta["runs"]["clean"]["logit_diff"]
-    np.testing.assert_allclose(res.values[np.isfinite(res.values)], base, atol=TOL)
+def test_kv_labels_in_csv(strong_models, pair):
+    res = path_patch(strong_models["llama"], pair, "heads", "k", metric="logit_diff")
+    rows = res.to_csv().splitlines()
+    assert rows[0].startswith("sender,sender_label,layer,layer_label,head,head_label")
+    # sender L0H1 (index 1), layer 2, KV head 1: labelled by its own layer, not the sender's index
+    assert any(r.startswith("1,L0H1,2,L2,1,L2KV1,") for r in rows)
 
 
 def test_refusals(strong_models, pair):
