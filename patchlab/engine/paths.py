@@ -159,7 +159,7 @@ def finish(st: PathSetup, pr: PairRuns, layer: int, stage: str, rows: torch.Tens
     out = []
     for i in range(0, rows.shape[0], bs):
         x = rows[i : i + bs].clone()  # run_from writes into its input
-        out.append(run_from(st.w, layer, stage, x, pr.p0, pr.base))
+        out.append(run_from(st.w, layer, stage, x, pr.p0, pr.base_full))
     return last_quantities(torch.cat(out), pr.answer_id, pr.wrong_id)
 
 

@@ -51,6 +51,7 @@ class PairRuns:
     p0: int  # first position where the prompts differ (earlier positions are identical)
     answer_id: int
     wrong_id: int
+    base_full: BaseRun | None = None  # ``base`` with the fast engine's leading pair axis (run_from)
 
 
 @dataclass
@@ -124,6 +125,13 @@ def parse_senders(model: Any, sender: Any) -> tuple[list[Sender], bool]:
     return [s], False
 
 
+def _one_pair(run: BaseRun) -> BaseRun:
+    """The run without the fast engine's leading ``pair`` axis (P = 1): path code reads one pair."""
+    fields = {k: ([t[0] for t in v] if isinstance(v, list) else v) for k, v in vars(run).items()}
+    fields["last_logits"] = run.last_logits[0]
+    return BaseRun(**fields)
+
+
 def setup(model: Any, pairs: PromptPair | Sequence[PromptPair], metric: str, direction: str,
           target: str = "attn_head_out_all_pos", cache_base: bool = False) -> PathSetup:
     """Tokenise, run both prompts on the bridge and in plain torch, and check they agree.
@@ -142,10 +150,11 @@ def setup(model: Any, pairs: PromptPair | Sequence[PromptPair], metric: str, dir
     src_name, base_name = source_and_base(direction)
     runs = []
     for p, tp in enumerate(ctx.pairs):
-        got = {}
+        got, full = {}, {}
         with torch.inference_mode():
             for which in ("clean", "corrupted"):
-                got[which] = base_run(w, tp.tokens(which))
+                full[which] = base_run(w, tp.tokens(which))
+                got[which] = _one_pair(full[which])
         for which, ref in (("clean", ctx.clean_raw), ("corrupted", ctx.corrupted_raw)):
             ours = last_quantities(got[which].last_logits.unsqueeze(0), tp.answer_id, tp.wrong_id)
             err = abs(float(ours["logit_diff"][0]) - float(ref["logit_diff"][p]))
@@ -155,7 +164,7 @@ def setup(model: Any, pairs: PromptPair | Sequence[PromptPair], metric: str, dir
                     f"differs from the bridge's (logit difference of the {which} run off by {err:.2g})."
                 )
         p0 = min(shared_prefix(tp.clean, tp.corrupted), tp.n_pos - 1)
-        runs.append(PairRuns(got[src_name], got[base_name], p0, tp.answer_id, tp.wrong_id))
+        runs.append(PairRuns(got[src_name], got[base_name], p0, tp.answer_id, tp.wrong_id, full[base_name]))
     return PathSetup(ctx, w, runs)
 
 
