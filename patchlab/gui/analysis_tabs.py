@@ -39,3 +39,11 @@ def add_analysis_tabs(w) -> None:
     w.weights_presenter = WeightsPresenter(w.state, w.controller, w.weights_view, reload_compat)
     w.tabs.currentChanged.connect(
         lambda _i: w.weights_presenter.on_shown() if w.tabs.currentWidget() is w.weights_view else None)
+
+    from patchlab.engine.embedded import list_embedded
+    from patchlab.gui.presenters.text import TextPresenter
+    from patchlab.gui.views.text_tab import TextTab
+
+    w.text_view = TextTab([card["name"] for card in list_embedded()])
+    w.tabs.addTab(w.text_view, "Text")
+    w.text_presenter = TextPresenter(w.controller, w.text_view, w.notify, ask_path)

@@ -43,8 +43,9 @@ def _attn_z(w, li: int, x: torch.Tensor, cos, sin) -> torch.Tensor:
     layer = w.layers[li]
     B, T, d = x.shape
     H, Hkv, dh = w.n_heads, w.n_kv, w.d_head
-    out = torch.addmm(layer.b_qkv, layer.ln1(x.reshape(B * T, d)), layer.W_qkv).view(B, T, H + 2 * Hkv, dh)
-    q, k, v = (t.transpose(1, 2) for t in (out[:, :, :H], out[:, :, H:H + Hkv], out[:, :, H + Hkv:]))
+    # the fast engine's q/k/v projections (three products on views of the bridge's weights)
+    flat = layer.project_qkv(layer.ln1(x.reshape(B * T, d)))
+    q, k, v = (t.view(B, T, h, dh).transpose(1, 2) for t, h in zip(flat, (H, Hkv, Hkv)))
     q, k = rope(q, cos, sin, w.rotary_dim), rope(k, cos, sin, w.rotary_dim)
     z, _ = attend(w, q, k, v, torch.arange(T, device=x.device))
     return z  # [B, T, H, dh]
