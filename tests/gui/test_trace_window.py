@@ -62,3 +62,49 @@ def test_trace_previous_token_head_works_through_induction_keys(qtbot, make_wind
         assert np.nanmax(np.abs(tv.receivers.values)) < 0.05 * total
         assert "queries" in tv.receivers.title.text() or "values" in tv.receivers.title.text()
     assert not tv.neurons.isVisible()  # a head: no neuron table
+
+
+@pytest.mark.skipif(not embedded.is_embedded("toy-solu1"), reason="toy-solu1 is not built")
+def test_trace_mlp_shows_neurons_and_patches_one(qtbot, make_window):
+    import torch
+
+    w = make_window("toy-solu1")
+    pairs = [e.pair for e in patchlab.examples(w.model) if e.rule == "verbobj"][:1]
+    w.pair_editor.set_pairs(pairs)
+    w.experiment.set_settings({"target": "mlp_out", "direction": "denoise",
+                               "metric": "logit_diff", "method": "exact"})
+    assert w.run()
+    wait_result(qtbot, w)
+    w.heatmap.select_cell((0, 1))
+    assert w.trace_view.sender.text() == "Sender: MLP0"
+    w.trace_view.trace_btn.click()  # the Trace button
+    qtbot.waitUntil(lambda: w.trace_presenter.result is not None or "failed" in w.trace_view.status.text(),
+                    timeout=WAIT_MS)
+    wait_idle(qtbot, w)
+    tv = w.trace_view
+    assert tv.neurons.isVisibleTo(tv) and tv.neurons.table.rowCount() == 50
+    assert "MLP 0 neurons" in tv.neurons.title.text() and "1 pair" in tv.neurons.title.text()
+    # the one-layer model: nothing after MLP0 reads it, so its effect is all direct
+    comp = w.trace_presenter.result["effects"].labels["component"].index("MLP0")
+    np.testing.assert_allclose(tv.effects.values[0, comp], tv.effects.values[1, comp], atol=1e-4)
+    # double-click the top neuron: it is patched alone and the readouts match a hand-hooked run
+    tv.neurons.table.sortItems(3, Qt.DescendingOrder)
+    n = tv.neurons.neuron_at(0)
+    tv.neurons.table.cellDoubleClicked.emit(0, 0)
+    qtbot.waitUntil(lambda: w.trace_presenter.neuron_readout is not None, timeout=WAIT_MS)
+    wait_idle(qtbot, w)
+    assert f"L0N{n} patched alone" in tv.neuron_readout.text()
+    lds = []
+    with torch.no_grad():
+        for p in pairs:
+            _, cache = w.model.run_with_cache(p.clean)
+            src = cache["blocks.0.mlp.hook_post"][..., n]
+
+            def hook(act, hook):  # noqa: ARG001
+                act[..., n] = src
+                return act
+
+            logits = w.model.run_with_hooks(p.corrupted, fwd_hooks=[("blocks.0.mlp.hook_post", hook)])[0, -1]
+            a, b = w.model.to_single_token(p.answer), w.model.to_single_token(p.wrong)
+            lds.append(float(logits[a] - logits[b]))
+    assert w.trace_presenter.neuron_readout["logit_diff"] == pytest.approx(np.mean(lds), abs=1e-3)
