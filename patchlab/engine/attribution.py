@@ -93,7 +93,8 @@ def prepare(
             f"number of tokens ({lengths}). Use pairs from one template, or a target over all positions."
         )
     n_layers = int(model.cfg.n_layers)
-    missing = [n for n in (hook_name(tgt, layer) for layer in range(n_layers)) if n not in model.hook_dict]
+    hook_dict = model.hook_dict  # rebuilt by the bridge on every access
+    missing = [n for n in (hook_name(tgt, layer) for layer in range(n_layers)) if n not in hook_dict]
     if missing:
         raise TargetUnavailableError(unavailable_message(model, tgt, missing[0]))
     ests = estimates(model, tps, direction, base_metric(metric), as_stop(stop), batch_size)
