@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from patchlab import cli_text
 from patchlab._version import __version__
 from patchlab.core.errors import InputError, PatchlabError
 from patchlab.core.metrics import DIRECTIONS, METHODS, METRICS
@@ -76,9 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("models", help="list the embedded models and their cards")
     mo.add_argument("--examples", action="store_true", help="also list each model's built-in examples")
 
+    from patchlab import cli_paths  # noqa: PLC0415 - `paths` and `neurons` live in their own module
+
+    cli_paths.add_parsers(sub)
+
     sc = sub.add_parser("screenshot", help="run the first example off screen and save a PNG of the window")
     sc.add_argument("out", type=Path, help="PNG file to write")
     sc.add_argument("--view", default="heatmap", choices=["heatmap", "decompose", "readouts", "scatter"])
+    cli_text.add_parsers(sub, _model_args)  # weights, text
     return parser
 
 
@@ -107,14 +113,16 @@ def _check_pair_args(args) -> None:
         missing = [f"--{n}" for n, v in zip(("clean", "corrupted", "answer", "wrong"), given) if v is None]
         if missing:
             raise InputError(f"Give all four of --clean, --corrupted, --answer and --wrong (missing {', '.join(missing)}).")
-    if args.pairs is not None and not args.pairs.is_file():
-        raise InputError(f"The pairs file {args.pairs} does not exist.")
+    if args.pairs is not None:
+        if not args.pairs.is_file():
+            raise InputError(f"The pairs file {args.pairs} does not exist.")
+        args.pair_list = _read_pairs_file(args.pairs)  # a bad file fails before the model loads
 
 
 def _pairs(args, model) -> list[PromptPair]:
     given = [args.clean, args.corrupted, args.answer, args.wrong]
     if args.pairs:
-        return _read_pairs_file(args.pairs)
+        return getattr(args, "pair_list", None) or _read_pairs_file(args.pairs)
     if any(v is not None for v in given):
         return [PromptPair(*given)]
     import patchlab
@@ -300,6 +308,8 @@ def cmd_gui(args) -> int:
 
 COMMANDS = {"sweep": cmd_sweep, "decompose": cmd_decompose, "models": cmd_models,
             "screenshot": cmd_screenshot, "gui": cmd_gui, None: cmd_gui}
+COMMANDS.update(__import__("patchlab.cli_paths", fromlist=["COMMANDS"]).COMMANDS)
+COMMANDS.update(cli_text.COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
