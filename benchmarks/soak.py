@@ -74,7 +74,7 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
                                         direction="denoise"))[0]
 
     sweep = sweep or gen_sweep
-    rss, threads, fds, times = [], [], [], []
+    rss, threads, fds, times, nones = [], [], [], [], []
     kept = None  # the window keeps its latest result only
     for i in range(runs):
         t0 = time.perf_counter()
@@ -86,9 +86,12 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
         rss.append(rss_mb())
         threads.append(n_threads())
         fds.append(n_fds())
+        # Python 3.11's None is not immortal: a C extension that drops one reference too many
+        # per call shows as a falling count here, long before the "none_dealloc" abort
+        nones.append(sys.getrefcount(None))
         if (i + 1) % max(1, runs // 10) == 0:
             print(f"  {label}: run {i + 1}/{runs}  rss {rss[-1]:.1f} MB  threads {threads[-1]}  "
-                  f"fds {fds[-1]}  {times[-1]:.2f} s/run", flush=True)
+                  f"fds {fds[-1]}  None refs {nones[-1]}  {times[-1]:.2f} s/run", flush=True)
     del kept
     after = rss[warmup:]
     return {
@@ -99,6 +102,7 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
         "threads_start": threads[0], "threads_end": threads[-1], "threads_max": max(threads),
         "fds_start": fds[0], "fds_end": fds[-1], "fds_max": max(fds),
         "s_per_run": float(np.median(times)),
+        "none_refcount_slope_per_run": slope(nones[warmup:]), "none_refcount_end": nones[-1],
     }
 
 
@@ -209,12 +213,13 @@ def main(argv=None) -> int:
         if runner:
             runner.close()
     print()
-    print("| model | runs (warm-up) | RSS after warm-up -> end (MB) | slope (MB/run) | threads start/end/max | fds start/end/max | s/run |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | runs (warm-up) | RSS after warm-up -> end (MB) | slope (MB/run) | threads start/end/max | fds start/end/max | None refs/run | s/run |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in out:
         print(f"| {r['label']} | {r['runs']} ({r['warmup']}) | {r['rss_start_mb']:.1f} -> {r['rss_end_mb']:.1f} | "
               f"{r['rss_slope_mb_per_run']:+.3f} | {r['threads_start']}/{r['threads_end']}/{r['threads_max']} | "
-              f"{r['fds_start']}/{r['fds_end']}/{r['fds_max']} | {r['s_per_run']:.2f} |")
+              f"{r['fds_start']}/{r['fds_end']}/{r['fds_max']} | {r['none_refcount_slope_per_run']:+.1f} | "
+              f"{r['s_per_run']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     ok = all(r["rss_slope_mb_per_run"] < 1.0 and r["threads_end"] <= r["threads_start"]
