@@ -66,7 +66,8 @@ def drain(gen):
             return stop.value, n
 
 
-def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, sweep=None) -> dict:
+def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, sweep=None,
+         collect: bool = False) -> dict:
     from patchlab.gui.preview import preview_then_exact
 
     def gen_sweep(target):
@@ -82,7 +83,8 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
         assert np.isfinite(result.values).all(), "a sweep left NaN cells"
         kept = result
         times.append(time.perf_counter() - t0)
-        gc.collect()
+        if collect:
+            gc.collect()  # costs ~1 s per run on a big heap; off by default (Python collects anyway)
         rss.append(rss_mb())
         threads.append(n_threads())
         fds.append(n_fds())
@@ -154,9 +156,10 @@ class WindowRunner:
         self.app.processEvents()
 
 
-def soak_window(runner: WindowRunner, runs: int, targets: list[str], warmup: int, label: str) -> dict:
+def soak_window(runner: WindowRunner, runs: int, targets: list[str], warmup: int, label: str,
+                collect: bool = False) -> dict:
     """As :func:`soak`, clicking Run in the window for each sweep."""
-    return soak(None, None, runs, targets, warmup, label, sweep=runner.sweep)
+    return soak(None, None, runs, targets, warmup, label, sweep=runner.sweep, collect=collect)
 
 
 def main(argv=None) -> int:
@@ -169,6 +172,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=float, default=0.2, help="fraction of runs ignored for the slope")
     parser.add_argument("--gpt2-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores - 1)")
+    parser.add_argument("--gc", action="store_true", help="force a garbage collection before each reading")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -194,7 +198,7 @@ def main(argv=None) -> int:
                                        "toy-attn2 (window)"))
             else:
                 out.append(soak(model, [pair], args.toy_runs, toy_targets, int(args.toy_runs * args.warmup),
-                                "toy-attn2"))
+                                "toy-attn2", collect=args.gc))
                 del model
         if args.gpt2_runs:
             from bench_patching import build_model, make_pair
@@ -209,7 +213,7 @@ def main(argv=None) -> int:
                                        "gpt2-small-shape (window)"))
             else:
                 out.append(soak(model, [pair], args.gpt2_runs, gpt2_targets, int(args.gpt2_runs * args.warmup),
-                                "gpt2-small-shape"))
+                                "gpt2-small-shape", collect=args.gc))
         if runner:
             runner.close()
     print()
