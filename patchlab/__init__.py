@@ -27,6 +27,9 @@ __all__ = [
     "decompose",
     "iter_decompose",
     "examples",
+    "path_patch",
+    "effects",
+    "neurons",
     "PatchResult",
     "TARGETS",
     "METRICS",
@@ -70,7 +73,15 @@ _LAZY = {
     # pair sets (issue 8)
     "load_pairs": ("patchlab.core.pairset", "load_pairs"),
     "save_pairs": ("patchlab.core.pairset", "save_pairs"),
-    "generate_pairs": ("patchlab.core.templates", "generate_pairs"),
+    "generate_pairs": ("patchlab.engine.pairgen", "generate_pairs"),
+    # path patching, effects, neurons (issue 9)
+    "path_patch": ("patchlab.engine.paths", "path_patch"),
+    "iter_path_patch": ("patchlab.engine.paths", "iter_path_patch"),
+    "effects": ("patchlab.engine.effects", "effects"),
+    "iter_effects": ("patchlab.engine.effects", "iter_effects"),
+    "neurons": ("patchlab.engine.neurons", "neurons"),
+    "iter_neurons": ("patchlab.engine.neurons", "iter_neurons"),
+    "NeuronResult": ("patchlab.core.neurons", "NeuronResult"),
     # circuits from the weights and from text (issue 10)
     "direct_path": ("patchlab.engine.weights", "direct_path"),
     "ov_circuit": ("patchlab.engine.weights", "ov_circuit"),
