@@ -40,6 +40,8 @@ def _labels(ctx: SweepContext) -> dict[str, list[str]]:
         labels["pos"] = [
             c if c == k else f"{c}/{k}" for c, k in zip(tp.clean_str, tp.corrupted_str)
         ]
+    if "neuron" in ctx.target.axes:
+        labels["neuron"] = [f"N{n}" for n in range(ctx.row_shape[-1])]
     if "head" in ctx.target.axes:
         n = ctx.row_shape[ctx.target.axes.index("head") - 1]
         labels["head"] = [f"H{h}" for h in range(n)]

@@ -142,6 +142,8 @@ def unsupported_reason(ctx: SweepContext) -> str | None:
     """``None`` if the fast path applies to this sweep, else a plain-language reason."""
     if ctx.method != "exact":
         return "the fast path computes exact patching only"
+    if ctx.target.act == "post":
+        return "the fast path does not patch MLP neurons (the hook-based path does)"
     try:
         w = weights_for(ctx.model)
     except Unsupported as exc:
