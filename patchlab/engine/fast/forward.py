@@ -217,7 +217,14 @@ def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
     if prow is None:
         prow = x.new_zeros(B, dtype=torch.long)
     xv = x.reshape(B * n, d) if valid is None else x[valid]
-    qf, kf, vf = (t.view(-1, h, dh) for t, h in zip(layer.project_qkv(layer.ln1(xv)), (H, Hkv, Hkv)))
+    xn = layer.ln1(xv)
+    if last_only:
+        # only the last query matters in the final block (every row recomputes the last position)
+        last = torch.arange(1, B + 1, device=x.device) * n - 1 if valid is None else valid.sum(1).cumsum(0) - 1
+        qf = layer.project(xn[last], "q").view(-1, H, dh)
+        kf, vf = (layer.project(xn, c).view(-1, Hkv, dh) for c in "kv")
+    else:
+        qf, kf, vf = (t.view(-1, h, dh) for t, h in zip(layer.project_qkv(xn), (H, Hkv, Hkv)))
     grid = torch.arange(s, s + n, device=x.device).expand(B, n)
     pos_f = grid.reshape(-1) if valid is None else grid[valid]
     cos_f = sin_f = None
@@ -236,9 +243,7 @@ def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
         k = torch.cat([rows(base.k_rot[li][:, :, :s], prow), k], dim=2)
         v = torch.cat([rows(base.v[li][:, :, :s], prow), v], dim=2)
     if last_only:
-        # only the last query matters in the final block; every row recomputes the last position
-        last = torch.arange(1, B + 1, device=x.device) * n - 1 if valid is None else valid.sum(1).cumsum(0) - 1
-        q = rope(qf[last], cos_f[last] if cos_f is not None else None,
+        q = rope(qf, cos_f[last] if cos_f is not None else None,
                  sin_f[last] if sin_f is not None else None, w.rotary_dim).unsqueeze(2)
         z, _ = attend(w, q, k, v, grid[0, -1:])
         xl = x[:, -1]

@@ -89,8 +89,12 @@ class Layer:
         Three products on views of the bridge's weights: fusing them would need a copy of
         every layer's q/k/v weights for the model's life.
         """
-        return (torch.addmm(self.b_Q.reshape(-1), xn, self.W_q2), torch.addmm(self.b_K.reshape(-1), xn, self.W_k2),
-                torch.addmm(self.b_V.reshape(-1), xn, self.W_v2))
+        return self.project(xn, "q"), self.project(xn, "k"), self.project(xn, "v")
+
+    def project(self, xn: torch.Tensor, which: str) -> torch.Tensor:
+        """One of the q/k/v projections (``which``) of ``xn [N, d]``, flat."""
+        W, b = {"q": (self.W_q2, self.b_Q), "k": (self.W_k2, self.b_K), "v": (self.W_v2, self.b_V)}[which]
+        return torch.addmm(b.reshape(-1), xn, W)
 
 
 @dataclass
