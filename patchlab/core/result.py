@@ -145,7 +145,9 @@ class PatchResult(RunRecord):
             return np.isfinite(q) & (q <= alpha)
 
     def head_label(self, layer: int, head: int) -> str:
-        """``L0H3``-style label of one head."""
+        """``L0H3``-style label of one head (``L0KV1 (H2-H3)`` for grouped-query keys/values)."""
+        if self.meta.get("head_kind") == "kv" and "head" in self.labels:
+            return f"L{layer}{self.labels['head'][head]}"
         return f"L{layer}H{head}"
 
     def label(self, axis: str, index: int) -> str:

@@ -74,6 +74,8 @@ def attend(w: FastWeights, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qp
     keys = torch.arange(Tk, device=q.device)
     qp = qpos.view(1, 1, n, 1) if qpos.dim() == 1 else qpos.view(B, 1, n, 1)
     scores = scores.masked_fill(keys.view(1, 1, 1, Tk) > qp, float("-inf"))
+    if w.window is not None:  # sliding window (Mistral): only the last `window` keys, self included
+        scores = scores.masked_fill(keys.view(1, 1, 1, Tk) <= qp - w.window, float("-inf"))
     pattern = torch.softmax(scores, dim=-1)
     z = torch.matmul(pattern.view(B, Hkv, rep * n, Tk), v).view(B, H, n, dh)
     return z.transpose(1, 2), pattern

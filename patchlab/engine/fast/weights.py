@@ -95,10 +95,46 @@ class FastWeights:
     attn_only: bool
     rotary: Any  # HF rotary module (called with (x, position_ids)) or None
     rotary_dim: int
+    window: int | None = None  # sliding-window attention: keys within this many positions
 
 
 class Unsupported(Exception):
     """The fast path does not implement this model; the message says why."""
+
+
+def hf_features(model: Any) -> int | None:
+    """Check Hugging Face architecture features the bridge's config does not flag (issue 13).
+
+    Returns the sliding-window length when every layer uses the same window (Mistral), which
+    :func:`~patchlab.engine.fast.forward.attend` implements, else ``None``; raises
+    :class:`Unsupported` for features this path does not implement.
+    """
+    devices = {str(p.device) for p in model.parameters()}
+    if len(devices) > 1:
+        # each block would need its inputs moved between devices; the hook path does that
+        raise Unsupported(f"the model is split over several devices ({', '.join(sorted(devices))})")
+    hf = getattr(getattr(model, "original_model", None), "config", None)
+    blk = model.blocks[0]
+    attn = getattr(blk, "attn", None)
+    if attn is not None and (hasattr(attn, "q_norm") or hasattr(attn, "k_norm")):
+        raise Unsupported("RMS norms on queries and keys (Qwen3/OLMo 2/Gemma 3 style)")
+    if hasattr(blk, "ln1_post") or hasattr(blk, "ln2_post"):
+        raise Unsupported("norms after attention and MLP (Gemma 2/3, OLMo 2 style)")
+    if not hasattr(blk, "ln2") and not getattr(model.cfg, "attn_only", False):
+        raise Unsupported("attention and MLP share one LayerNorm (GPT-J style)")
+    if hf is None:
+        return None
+    window = getattr(hf, "sliding_window", None)
+    types = getattr(hf, "layer_types", None) or []
+    if any("sliding" not in t and "full" not in t for t in types):
+        raise Unsupported(f"attention layer types {sorted(set(types))}")
+    if not window or (getattr(hf, "use_sliding_window", True) is False):
+        return None
+    if types and len(set(types)) > 1:
+        raise Unsupported("layers alternate between sliding-window and full attention")
+    if types and types[0] == "full_attention":
+        return None
+    return int(window)
 
 
 def _get(model: Any, name: str) -> torch.Tensor | None:
@@ -150,6 +186,7 @@ def _rotary(model: Any) -> Any:
 def extract(model: Any) -> FastWeights:
     """Collect the bridge's weights; raise :class:`Unsupported` with a reason if unknown."""
     cfg = model.cfg
+    window = hf_features(model)
     for flag in _UNSUPPORTED_FLAGS:
         if getattr(cfg, flag, None):
             raise Unsupported(f"config flag {flag} is set")
@@ -247,4 +284,5 @@ def extract(model: Any) -> FastWeights:
         attn_only=attn_only,
         rotary=rotary,
         rotary_dim=rotary_dim,
+        window=window,
     )
