@@ -2,7 +2,7 @@
 
 The default suite runs one position target per architecture on both exact engines, the GQA
 key/value path, and the probe that refuses edits TransformerLens discards. The exhaustive
-matrix (every target x architecture x engine) is ``slow`` and runs with PATCHLAB_ARCH_MATRIX=1
+matrix (every target x architecture x engine, ~4 min on 2 shared cores) is ``slow`` and runs with PATCHLAB_ARCH_MATRIX=1
 (``benchmarks/arch_table.py`` writes the same matrix to docs/architectures.md).
 """
 
@@ -10,11 +10,11 @@ import os
 
 import numpy as np
 import pytest
+import tiny_models
+from tl_reference import tl_reference
 
 import patchlab
-import tiny_models
 from patchlab.core.targets import TARGETS
-from tl_reference import tl_reference
 
 TOL = 1e-4
 PAIR = patchlab.PromptPair("John gave a drink to", "Mary gave a drink to", " Mary", " John")
