@@ -35,10 +35,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import patchlab  # noqa: E402
 import tiny_models  # noqa: E402
-from patchlab.core.targets import TARGETS  # noqa: E402
 from tl_reference import tl_reference  # noqa: E402
+
+import patchlab  # noqa: E402
+from patchlab.core.targets import TARGETS  # noqa: E402
 
 TOL = 1e-4
 PAIR = patchlab.PromptPair("John gave a drink to", "Mary gave a drink to", " Mary", " John")
