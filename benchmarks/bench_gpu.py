@@ -87,8 +87,9 @@ def main(argv=None) -> int:
         for target in args.targets.split(","):
             r = sweep_row(model, pair, target, args.device)
             engine = r["engine"] + (f" ({r['why']})" if r["why"] else "")
+            peak = "-" if r["peak_mib"] != r["peak_mib"] else f"{r['peak_mib']:.0f}"  # NaN on the CPU
             print(f"| `{target}` | {r['cells']} | {r['first_row_s']:.3f} | {r['sweep_s']:.3f} | "
-                  f"{r['peak_mib']:.0f} | {engine} |", flush=True)
+                  f"{peak} | {engine} |", flush=True)
     return 0
 
 

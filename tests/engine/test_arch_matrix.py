@@ -19,7 +19,7 @@ from patchlab.core.targets import TARGETS
 TOL = 1e-4
 PAIR = patchlab.PromptPair("John gave a drink to", "Mary gave a drink to", " Mary", " John")
 # families the fast path must cover (issue 13); the others run on the hook path with a reason
-FAST = {"llama3", "mistral", "qwen2", "phi3"}
+FAST = {"llama3", "mistral", "qwen2", "qwen3", "phi3"}
 _MODELS: dict = {}
 
 

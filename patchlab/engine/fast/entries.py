@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from patchlab.engine.fast.forward import BaseRun, attend, attn_out, mlp, rope, run_from
+from patchlab.engine.fast.forward import BaseRun, attend, attn_out, mlp, qk_normed, rope, run_from
 from patchlab.engine.fast.weights import FastWeights
 
 
@@ -113,7 +113,7 @@ def head_q(w, li, base, src, cells):
     pos, h = cells[:, 0], cells[:, 1]
     q = base.q[li][:, pos].transpose(0, 1).clone()  # [B, H, dh]
     q[rows, h] = src[pos, h]
-    qr = _rot_at(w, base, q, pos).unsqueeze(2)  # [B, H, 1, dh]
+    qr = _rot_at(w, base, qk_normed(layer, q, "q"), pos).unsqueeze(2)  # [B, H, 1, dh]
     z, _ = attend(w, qr, k, v, pos.view(-1, 1))
     return _finish_sparse_attn(w, li, base, pos, attn_out(w, layer, z)[:, 0])
 
@@ -131,7 +131,7 @@ def head_kv(w, li, base, src, cells, which):
     new = src[pos, g]  # [B, dh]
     if which == "k":
         k = k.clone()
-        k[rows, g, pos] = _rot_at(w, base, new, pos)
+        k[rows, g, pos] = _rot_at(w, base, qk_normed(layer, new, "k"), pos)
     else:
         v = v.clone()
         v[rows, g, pos] = new
@@ -169,13 +169,14 @@ def changed_heads(w: FastWeights, li: int, base: BaseRun, src: torch.Tensor, cel
     if act == "pattern":  # src [H, dest, src]
         return c.unsqueeze(1), torch.bmm(src[c], base.v[li][c // rep]).unsqueeze(2)
     if act == "q":
-        qr = rope(src[:, c].transpose(0, 1).unsqueeze(1), base.cos, base.sin, w.rotary_dim)  # [B, 1, T, dh]
+        q_new = qk_normed(w.layers[li], src[:, c].transpose(0, 1).unsqueeze(1), "q")
+        qr = rope(q_new, base.cos, base.sin, w.rotary_dim)  # [B, 1, T, dh]
         kv = c // rep
         z, _ = attend(w, qr, base.k_rot[li][kv].unsqueeze(1), base.v[li][kv].unsqueeze(1), qpos)
         return c.unsqueeze(1), z
     new = src[:, c].transpose(0, 1)  # key/value head c's new k or v, [B, T, dh]
     if act == "k":
-        k, v = rope(new, base.cos, base.sin, w.rotary_dim), base.v[li][c]
+        k, v = rope(qk_normed(w.layers[li], new, "k"), base.cos, base.sin, w.rotary_dim), base.v[li][c]
     else:
         k, v = base.k_rot[li][c], new
     heads = c.unsqueeze(1) * rep + torch.arange(rep, device=c.device)  # [B, rep]

@@ -49,6 +49,12 @@ def rope(x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None, ro
     return torch.cat((out, xp), dim=-1) if xp.shape[-1] else out
 
 
+def qk_normed(layer: Layer, x: torch.Tensor, which: str) -> torch.Tensor:
+    """Apply the layer's per-head query (``which="q"``) or key norm, if it has one (Qwen3)."""
+    norm = layer.q_norm if which == "q" else layer.k_norm
+    return x if norm is None else norm(x)
+
+
 def qkv(w: FastWeights, layer: Layer, x: torch.Tensor):
     """Pre-rotary q ``[B,H,n,dh]``, k and v ``[B,Hkv,n,dh]`` from residual ``x [B,n,d]``."""
     xn = layer.ln1(x)
@@ -141,7 +147,8 @@ def base_run(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
     for layer in w.layers:
         keep["pre"].append(x[0])
         q, k, v = qkv(w, layer, x)
-        qr, kr = rope(q, cos, sin, w.rotary_dim), rope(k, cos, sin, w.rotary_dim)
+        qr = rope(qk_normed(layer, q, "q"), cos, sin, w.rotary_dim)
+        kr = rope(qk_normed(layer, k, "k"), cos, sin, w.rotary_dim)
         z, pattern = attend(w, qr, kr, v, qpos)
         a = attn_out(w, layer, z)
         if w.parallel:
@@ -179,7 +186,8 @@ def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
     cos_f = sin_f = None
     if base.cos is not None:
         cos_f, sin_f = base.cos[pos_f].unsqueeze(1), base.sin[pos_f].unsqueeze(1)
-    kf = rope(kf, cos_f, sin_f, w.rotary_dim)
+    kf = rope(qk_normed(layer, kf, "k"), cos_f, sin_f, w.rotary_dim)
+    qf = qk_normed(layer, qf, "q")
     if valid is None:
         k, v = kf.reshape(B, n, Hkv, dh), vf.reshape(B, n, Hkv, dh)
     else:

@@ -76,6 +76,9 @@ class Layer:
     b_qkv: torch.Tensor | None = None
     W_O_flat: torch.Tensor | None = None  # [H dh, d]
     ln_mlp: Norm | None = None  # SoLU-LN: LayerNorm over d_mlp between activation and W_out
+    # Qwen3: RMSNorm of each head's query and key (over d_head), after the projection, before rotary
+    q_norm: Norm | None = None
+    k_norm: Norm | None = None
 
 
 @dataclass
@@ -115,9 +118,6 @@ def hf_features(model: Any) -> int | None:
         raise Unsupported(f"the model is split over several devices ({', '.join(sorted(devices))})")
     hf = getattr(getattr(model, "original_model", None), "config", None)
     blk = model.blocks[0]
-    attn = getattr(blk, "attn", None)
-    if attn is not None and (hasattr(attn, "q_norm") or hasattr(attn, "k_norm")):
-        raise Unsupported("RMS norms on queries and keys (Qwen3/OLMo 2/Gemma 3 style)")
     if hasattr(blk, "ln1_post") or hasattr(blk, "ln2_post"):
         raise Unsupported("norms after attention and MLP (Gemma 2/3, OLMo 2 style)")
     if not hasattr(blk, "ln2") and not getattr(model.cfg, "attn_only", False):
@@ -169,6 +169,21 @@ def _mlp_norm(mlp: Any) -> Norm:
     if ln is None:
         raise Unsupported("SoLU-LN MLP without a readable LayerNorm")
     return _norm(ln, rms=False)
+
+
+def _qk_norms(blk: Any, d_head: int) -> tuple[Norm | None, Norm | None]:
+    """Per-head query/key RMSNorms (Qwen3), or (None, None); other q/k norms are unsupported."""
+    attn = getattr(blk, "attn", None)
+    mods = [getattr(attn, n, None) for n in ("q_norm", "k_norm")]
+    if all(m is None for m in mods):
+        return None, None
+    norms = []
+    for m in mods:
+        norm = None if m is None else _norm(m, rms=True)
+        if norm is not None and norm.weight is not None and norm.weight.shape[-1] != d_head:
+            raise Unsupported("query/key norms over all heads together (OLMo 2 style)")
+        norms.append(norm)
+    return norms[0], norms[1]
 
 
 def _rotary(model: Any) -> Any:
@@ -250,6 +265,7 @@ def extract(model: Any) -> FastWeights:
         layer.W_O_flat = layer.W_O.reshape(H * dh, d).contiguous()
         if act_name == "solu_ln" and not attn_only:
             layer.ln_mlp = _mlp_norm(blk.mlp)
+        layer.q_norm, layer.k_norm = _qk_norms(blk, dh)
         layers.append(layer)
     rotary, rotary_dim = None, 0
     if pos_type == "rotary":
