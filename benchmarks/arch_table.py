@@ -53,6 +53,24 @@ NAMES = {
 }
 
 
+FOOTER = """
+## Not covered by this table
+
+- **Fast path for Gemma 2/3 and OLMo 2**: not implemented (norms after attention and MLP, (1 + w)
+  offset norms, attention and final-logit soft-capping, per-layer sliding windows and rotary bases);
+  these run on the hook engine, and the reason is recorded. GPT-J (one shared LayerNorm, interleaved
+  rotary) likewise.
+- **GPU**: no GPU was available while this was written. `python benchmarks/bench_gpu.py` prints the
+  GPU table (GPT-2-small shape, 16 tokens: first row, sweep, peak memory, engine); on a machine
+  without CUDA it prints "no GPU". It has been run only with `--device cpu`.
+- **Several devices**: `load_model(..., device_map=..., max_memory=...)` is passed to
+  `TransformerBridge.boot_transformers`. Tested on the CPU only (`device_map={"": "cpu"}` and a
+  per-layer map of `cpu`, both engines, equal values); a split over several GPUs was not run. The
+  fast engine refuses a model whose parameters sit on more than one device (reason recorded) and
+  the hook engine runs it.
+"""
+
+
 def build(arch: str, folder: Path) -> Path:
     if arch in tiny_models.ARCHS:
         return tiny_models.build(arch, folder)
@@ -130,6 +148,7 @@ def main(argv=None) -> int:
         "|---|---|---|---|",
     ]
     lines += [f"| {a} | `{t}` | {e} | {s} |" for a, t, e, s in rows]
+    lines += FOOTER.splitlines()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from patchlab.core.io import atomic_write_text
 
