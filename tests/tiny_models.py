@@ -32,8 +32,11 @@ def build_tokenizer():
     )
 
 
-def build(arch: str, folder: Path, seed: int = 0, perturb_norms: bool = True) -> Path:
-    """Save a tiny random ``arch`` model with a BPE tokenizer into ``folder/arch``."""
+def build(arch: str, folder: Path, seed: int = 0, perturb_norms: bool = True, initializer_range: float = 0.02) -> Path:
+    """Save a tiny random ``arch`` model with a BPE tokenizer into ``folder/arch``.
+
+    A larger ``initializer_range`` gives components effects well above float32 noise.
+    """
     import torch
     from transformers import (
         GPT2Config,
@@ -47,7 +50,7 @@ def build(arch: str, folder: Path, seed: int = 0, perturb_norms: bool = True) ->
     tok = build_tokenizer()
     vocab = len(tok)
     torch.manual_seed(seed)
-    common = dict(vocab_size=vocab, bos_token_id=0, eos_token_id=0)
+    common = dict(vocab_size=vocab, bos_token_id=0, eos_token_id=0, initializer_range=initializer_range)
     if arch == "gpt2":
         model = GPT2LMHeadModel(GPT2Config(n_positions=64, n_embd=32, n_layer=3, n_head=4, **common))
     elif arch == "neox":

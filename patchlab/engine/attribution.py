@@ -66,6 +66,8 @@ def _reduce(prod: torch.Tensor, act: str, axes: tuple[str, ...]) -> torch.Tensor
     inner = axes[1:]
     if act == "pattern":  # [Q, head, dest, src]
         return prod.sum(dim=(2, 3)) if inner == ("head",) else prod.sum(dim=3)
+    if "neuron" in inner:  # [Q, pos, d_mlp]
+        return prod.sum(dim=1) if inner == ("neuron",) else prod
     if prod.dim() == 3:  # [Q, pos, d_model]
         return prod.sum(dim=2)
     # [Q, pos, head, d_head]

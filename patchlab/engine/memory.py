@@ -34,9 +34,13 @@ def budget_bytes(device: torch.device | str, fraction: float = 0.25) -> int:
     return max(_MIN_BUDGET, min(_MAX_BUDGET, int(free_bytes(device) * fraction)))
 
 
-def choose_batch(bytes_per_row: int, device: torch.device | str, limit: int, cap: int = 256) -> int:
-    """Rows per forward pass that fit the memory budget (at least 1, at most ``limit``)."""
-    fit = budget_bytes(device) // max(1, bytes_per_row)
+def choose_batch(bytes_per_row: int, device: torch.device | str, limit: int, cap: int = 256,
+                 reserved: int = 0) -> int:
+    """Rows per forward pass that fit the memory budget (at least 1, at most ``limit``).
+
+    ``reserved`` bytes (caches still to be allocated beside the batch) come off the budget.
+    """
+    fit = max(0, budget_bytes(device) - reserved) // max(1, bytes_per_row)
     return int(max(1, min(limit, cap, fit)))
 
 

@@ -27,7 +27,16 @@ from patchlab.core.result import PatchResult
 from patchlab.engine.context import as_stop, check_stop
 from patchlab.engine.fast.forward import attend, mlp, qkv, rope, run_from, unembed
 from patchlab.engine.memory import choose_batch
-from patchlab.engine.pathsetup import PairRuns, PathSetup, Sender, meta, no_mlp_message, parse_senders, sender_delta, setup
+from patchlab.engine.pathsetup import (
+    PairRuns,
+    PathSetup,
+    Sender,
+    meta,
+    no_mlp_message,
+    parse_senders,
+    sender_delta,
+    setup,
+)
 from patchlab.engine.quantities import last_quantities
 
 RECEIVERS = {
@@ -228,7 +237,7 @@ def iter_path_patch(
     done = 0
     cancelled = False
     try:
-        for li, layer in enumerate(layers):
+        for layer in layers:
             for p, pr in enumerate(st.runs):
                 check_stop(stop_fn)
                 idx = [i for i, s in enumerate(senders) if layer is None or reaches(st, s, receiver, layer)]

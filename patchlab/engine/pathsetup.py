@@ -124,9 +124,14 @@ def parse_senders(model: Any, sender: Any) -> tuple[list[Sender], bool]:
     return [s], False
 
 
-def setup(model: Any, pairs: PromptPair | Sequence[PromptPair], metric: str, direction: str) -> PathSetup:
-    """Tokenise, run both prompts on the bridge and in plain torch, and check they agree."""
-    ctx = prepare(model, pairs, target="resid_pre", metric=metric, direction=direction)
+def setup(model: Any, pairs: PromptPair | Sequence[PromptPair], metric: str, direction: str,
+          target: str = "attn_head_out_all_pos", cache_base: bool = False) -> PathSetup:
+    """Tokenise, run both prompts on the bridge and in plain torch, and check they agree.
+
+    ``target`` (without a position axis, so pairs may differ in length) picks what the
+    bridge's runs cache.
+    """
+    ctx = prepare(model, pairs, target=target, metric=metric, direction=direction, cache_base=cache_base)
     try:
         w = weights_for(model)
     except Unsupported as exc:

@@ -41,6 +41,8 @@ def _labels(ctx: SweepContext) -> dict[str, list[str]]:
         labels["pos"] = [
             c if c == k else f"{c}/{k}" for c, k in zip(tp.clean_str, tp.corrupted_str)
         ]
+    if "neuron" in ctx.target.axes:
+        labels["neuron"] = [f"N{n}" for n in range(ctx.row_shape[-1])]
     if "head" in ctx.target.axes:
         n = ctx.row_shape[ctx.target.axes.index("head") - 1]
         labels["head"] = [f"H{h}" for h in range(n)]
@@ -56,21 +58,21 @@ def _kv_heads(ctx: SweepContext) -> bool:
 
 def _pick_backend(ctx: SweepContext, engine: str):
     """The exact backend to run: the fast path when it applies, else the generic one."""
-    if engine in ("auto", "fast"):
-        try:
-            from patchlab.engine import fast  # noqa: PLC0415 - optional fast path
-        except ImportError as exc:  # say so (issue 13): never an empty reason
-            if engine == "fast":
-                raise InputError(f"The fast engine could not be imported: {exc}") from exc
-            return generic, f"the fast engine could not be imported ({exc})"
-        if hasattr(fast, "unsupported_reason"):
-            reason = fast.unsupported_reason(ctx)
-            if reason is None:
-                return fast, ""
-            if engine == "fast":
-                raise InputError(f"The fast engine does not apply here: {reason}")
-            return generic, reason
-    return generic, ""
+    if engine not in ("auto", "fast"):
+        return generic, ""
+    try:
+        from patchlab.engine import fast  # noqa: PLC0415 - optional fast path
+    except ImportError as exc:
+        # a broken install must not pass for a slow-but-fine run: say so, or refuse when asked
+        if engine == "fast":
+            raise InputError(f"The fast engine cannot be imported ({exc}); use engine='auto' or 'generic'.") from exc
+        return generic, f"the fast engine could not be imported ({exc})"
+    reason = fast.unsupported_reason(ctx)
+    if reason is None:
+        return fast, ""
+    if engine == "fast":
+        raise InputError(f"The fast engine does not apply here: {reason}")
+    return generic, reason
 
 
 def _meta(ctx: SweepContext, path: str, fallback: str) -> dict[str, Any]:
@@ -138,7 +140,7 @@ def iter_patch(
         ctx = prepare(model, pairs, target=target, metric=metric, direction=direction, method=method,
                       cache_base=method == "attribution")
     else:
-        ctx = _reuse(context, model, target, metric, direction, method)
+        ctx = _reuse(context, model, pairs, target, metric, direction, method)
     if method == "exact":
         # issue 13: refuse targets whose edits TransformerLens discards (never draw them as zeros)
         from patchlab.engine.probe import check_reaches_output  # noqa: PLC0415
@@ -188,7 +190,8 @@ def iter_patch(
     values, per_pair = aggregate(metric, per_pair_raw[bm], ctx.base_raw[bm], ctx.source_raw[bm])
     meta = _meta(ctx, getattr(backend, "NAME", backend.__name__), fallback)
     meta["elapsed_s"] = time.perf_counter() - t0
-    meta["complete"] = not cancelled and done == ctx.n_cells
+    # a NaN left in any cell means a row was not (fully) computed: never call that complete
+    meta["complete"] = not cancelled and done == ctx.n_cells and not np.isnan(per_pair_raw[bm]).any()
     meta["cancelled"] = cancelled
     meta["cell_raw"] = {q: per_pair_raw[q].mean(axis=0) for q in RAW}
     if _kv_heads(ctx):
@@ -196,11 +199,21 @@ def iter_patch(
     return PatchResult(values=values, axes=ctx.target.axes, labels=_labels(ctx), per_pair=per_pair, meta=meta)
 
 
-def _reuse(ctx: SweepContext, model: Any, target: str, metric: str, direction: str, method: str) -> SweepContext:
+def _reuse(ctx: SweepContext, model: Any, pairs: PromptPair | Sequence[PromptPair], target: str, metric: str,
+           direction: str, method: str) -> SweepContext:
     """A prepared context for another method, after checking it was made for this sweep."""
     check_method(method)
-    if ctx.model is not model or (ctx.target.name, ctx.metric, ctx.direction) != (target, metric, direction):
-        raise InputError("The prepared context was made for another model, target, metric or direction.")
+    if ctx.model is not model:
+        raise InputError("The prepared context was made for another model: prepare it again for this one.")
+    asked = [pairs] if isinstance(pairs, PromptPair) else list(pairs)
+    if [tp.pair for tp in ctx.pairs] != asked:
+        raise InputError(f"The prepared context was made for other prompt pairs ({len(ctx.pairs)} pair(s)); "
+                         f"prepare it again for these {len(asked)} pair(s).")
+    for name, have, want in (("target", ctx.target.name, target), ("metric", ctx.metric, metric),
+                             ("direction", ctx.direction, direction)):
+        if have != want:
+            raise InputError(f"The prepared context was made for {name} {have!r}, not {want!r}: "
+                             f"prepare it again, or ask for {name} {have!r}.")
     if method == "attribution" and not ctx.base_caches:
         raise InputError("Attribution needs a context prepared with cache_base=True.")
     return dataclasses.replace(ctx, method=method)

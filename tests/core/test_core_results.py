@@ -95,7 +95,7 @@ def test_prompt_pair_checks():
 def test_targets_follow_transformer_lens_axis_order():
     assert get_target("attn_head_out_by_pos").axes == ("layer", "pos", "head")
     assert get_target("attn_head_pattern_by_pos").axes == ("layer", "head", "pos")
-    assert len(TARGETS) == 15
+    assert len(TARGETS) == 17
     with pytest.raises(InputError, match="Unknown target"):
         get_target("resid")
 

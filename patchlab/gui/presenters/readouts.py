@@ -56,6 +56,7 @@ class ReadoutPresenter:
             return
         scope = st.scope(len(st.pairs))
         pairs = [st.pairs[i] for i in scope.indices()]
+        self.runs = None
         self.view.set_runs_pending(scope.text())
         self.controller.submit("readout", pair_jobs.readout_job,
                                dict(model=self.controller.model, pairs=pairs, stop=None),
@@ -83,6 +84,7 @@ class ReadoutPresenter:
         scope = st.scope(spec.n_pairs)
         pairs = [spec.pairs[i] for i in scope.indices()]
         text = self.describe(cell)
+        self.patched = self.attention = None
         self.view.set_patched_pending(text, scope.text())
         self.controller.submit("patched", pair_jobs.patched_job, dict(
             model=self.controller.model, pairs=pairs, target=spec.target, index=tuple(cell),
@@ -171,5 +173,5 @@ class DecomposePresenter:
             n = int(d.meta.get("n_pairs", 1))
             self.scope = Scope(n, None if n > 1 else 0)
         title = (f"{d.meta.get('model', '')} \u00b7 direct logit attribution \u00b7 "
-                 f"{d.meta.get('processing', '')} processing \u00b7 {self.scope.text()}")
+                 f"{d.meta.get('processing', '')} processing<br>{self.scope.text()}")
         self.view.set_result(d, title)
