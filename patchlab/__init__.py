@@ -44,6 +44,22 @@ __all__ = [
     "load_pairs",
     "save_pairs",
     "generate_pairs",
+    # circuits from the weights and from text (issue 10)
+    "direct_path",
+    "ov_circuit",
+    "qk_circuit",
+    "positional_qk",
+    "composition_scores",
+    "token_losses",
+    "iter_token_losses",
+    "ablate",
+    "iter_ablate",
+    "compare_models",
+    "iter_compare_models",
+    "token_ablation",
+    "top_examples",
+    "iter_top_examples",
+    "toy_corpus",
 ]
 
 _LAZY = {
@@ -57,7 +73,7 @@ _LAZY = {
     # pair sets (issue 8)
     "load_pairs": ("patchlab.core.pairset", "load_pairs"),
     "save_pairs": ("patchlab.core.pairset", "save_pairs"),
-    "generate_pairs": ("patchlab.core.templates", "generate_pairs"),
+    "generate_pairs": ("patchlab.engine.pairgen", "generate_pairs"),
     # path patching, effects, neurons (issue 9)
     "path_patch": ("patchlab.engine.paths", "path_patch"),
     "iter_path_patch": ("patchlab.engine.paths", "iter_path_patch"),
@@ -66,6 +82,27 @@ _LAZY = {
     "neurons": ("patchlab.engine.neurons", "neurons"),
     "iter_neurons": ("patchlab.engine.neurons", "iter_neurons"),
     "NeuronResult": ("patchlab.core.neurons", "NeuronResult"),
+    # circuits from the weights and from text (issue 10)
+    "direct_path": ("patchlab.engine.weights", "direct_path"),
+    "ov_circuit": ("patchlab.engine.weights", "ov_circuit"),
+    "qk_circuit": ("patchlab.engine.weights", "qk_circuit"),
+    "positional_qk": ("patchlab.engine.weights", "positional_qk"),
+    "composition_scores": ("patchlab.engine.weights", "composition_scores"),
+    "token_losses": ("patchlab.engine.text.losses", "token_losses"),
+    "iter_token_losses": ("patchlab.engine.text.losses", "iter_token_losses"),
+    "compare_models": ("patchlab.engine.text.losses", "compare_models"),
+    "iter_compare_models": ("patchlab.engine.text.losses", "iter_compare_models"),
+    "ablate": ("patchlab.engine.text.ablate", "ablate"),
+    "iter_ablate": ("patchlab.engine.text.ablate", "iter_ablate"),
+    "token_ablation": ("patchlab.engine.text.token_ablation", "token_ablation"),
+    "top_examples": ("patchlab.engine.text.top_examples", "top_examples"),
+    "iter_top_examples": ("patchlab.engine.text.top_examples", "iter_top_examples"),
+    "toy_corpus": ("patchlab.engine.text.corpus", "toy_corpus"),
+    "TokenScores": ("patchlab.core.text_result", "TokenScores"),
+    "TopExamples": ("patchlab.core.text_result", "TopExamples"),
+    "AblationResult": ("patchlab.core.ablation_result", "AblationResult"),
+    "WeightMatrix": ("patchlab.core.weights_result", "WeightMatrix"),
+    "CompositionResult": ("patchlab.core.weights_result", "CompositionResult"),
 }
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from patchlab import cli_text
 from patchlab._version import __version__
 from patchlab.core.errors import InputError, PatchlabError
 from patchlab.core.metrics import DIRECTIONS, METHODS, METRICS
@@ -40,7 +40,8 @@ def _pair_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--corrupted", help="corrupted prompt (same number of tokens)")
     g.add_argument("--answer", help="correct next token for the clean prompt, e.g. ' Mary'")
     g.add_argument("--wrong", help="competing token, e.g. ' John'")
-    g.add_argument("--pairs", type=Path, help="JSONL file, one {clean, corrupted, answer, wrong} per line")
+    g.add_argument("--pairs", type=Path, help="pairs file: CSV/TSV with columns clean, corrupted, answer, wrong "
+                   "(optional name, group), or JSONL with one such object per line")
     g.add_argument("--example", help="name of a built-in example (see `patchlab models --examples`)")
 
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--batch-size", type=int, default=None, help="cells per forward pass (default: from free memory)")
     sw.add_argument("--out", "-o", type=Path, help="folder for result.csv and result.json")
     sw.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _script_args(sw)
 
     de = sub.add_parser("decompose", help="direct logit attribution and logit lens for a pair")
     _model_args(de)
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("screenshot", help="run the first example off screen and save a PNG of the window")
     sc.add_argument("out", type=Path, help="PNG file to write")
     sc.add_argument("--view", default="heatmap", choices=["heatmap", "decompose", "readouts", "scatter"])
+    cli_text.add_parsers(sub, _model_args)  # weights, text
     return parser
 
 
@@ -98,22 +101,9 @@ def _load(args) -> Any:
 
 
 def _read_pairs_file(path: Path) -> list[PromptPair]:
-    if not path.is_file():
-        raise InputError(f"The pairs file {path} does not exist.")
-    pairs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}, line {n}: not valid JSON ({exc.msg}).") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}, line {n}: expected an object with clean, corrupted, answer, wrong.")
-        pairs.append(PromptPair.from_dict(data.get("pair", data)))
-    if not pairs:
-        raise InputError(f"The pairs file {path} holds no pairs.")
-    return pairs
+    from patchlab.core.pairset import load_pairs  # CSV, TSV, JSONL or JSON; errors name the line
+
+    return load_pairs(path)
 
 
 def _check_pair_args(args) -> None:
@@ -123,14 +113,16 @@ def _check_pair_args(args) -> None:
         missing = [f"--{n}" for n, v in zip(("clean", "corrupted", "answer", "wrong"), given) if v is None]
         if missing:
             raise InputError(f"Give all four of --clean, --corrupted, --answer and --wrong (missing {', '.join(missing)}).")
-    if args.pairs is not None and not args.pairs.is_file():
-        raise InputError(f"The pairs file {args.pairs} does not exist.")
+    if args.pairs is not None:
+        if not args.pairs.is_file():
+            raise InputError(f"The pairs file {args.pairs} does not exist.")
+        args.pair_list = _read_pairs_file(args.pairs)  # a bad file fails before the model loads
 
 
 def _pairs(args, model) -> list[PromptPair]:
     given = [args.clean, args.corrupted, args.answer, args.wrong]
     if args.pairs:
-        return _read_pairs_file(args.pairs)
+        return getattr(args, "pair_list", None) or _read_pairs_file(args.pairs)
     if any(v is not None for v in given):
         return [PromptPair(*given)]
     import patchlab
@@ -185,6 +177,27 @@ def _write(record, out: Path | None, stem: str) -> None:
         print(f"wrote {out / f'{stem}.csv'} and {out / f'{stem}.json'}")
 
 
+# -- reproducible scripts (issue 8) --------------------------------------------------------
+def _script_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--script", type=Path, metavar="OUT.py",
+                   help="also write a Python script that reproduces this run with patchlab's API")
+    p.add_argument("--tl-script", type=Path, metavar="OUT.py",
+                   help="also write a script that reproduces it with plain TransformerLens calls")
+
+
+def _write_extras(args, result, out: Path | None) -> None:
+    """Per-pair long CSV beside result.csv (2+ pairs), and the reproducing scripts if asked."""
+    from patchlab.core.script import write_script
+
+    if out and result.n_pairs >= 2:
+        result.save_csv_per_pair(out / "result_pairs.csv")
+        print(f"wrote {out / 'result_pairs.csv'}")
+    for path, style in ((args.script, "patchlab"), (args.tl_script, "transformerlens")):
+        if path is not None:
+            write_script(result, path, style=style)
+            print(f"wrote {path}")
+
+
 # -- commands ------------------------------------------------------------------------------
 def cmd_sweep(args) -> int:
     from patchlab.engine.sweep import iter_patch
@@ -216,6 +229,7 @@ def cmd_sweep(args) -> int:
     for index, value in result.top_cells(5):
         print(f"    {result.cell_label(index)}: {value:+.4f}")
     _write(result, out, "result")
+    _write_extras(args, result, out)
     return 0
 
 
@@ -295,6 +309,7 @@ def cmd_gui(args) -> int:
 COMMANDS = {"sweep": cmd_sweep, "decompose": cmd_decompose, "models": cmd_models,
             "screenshot": cmd_screenshot, "gui": cmd_gui, None: cmd_gui}
 COMMANDS.update(__import__("patchlab.cli_paths", fromlist=["COMMANDS"]).COMMANDS)
+COMMANDS.update(cli_text.COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -213,16 +213,20 @@ class PatchResult(RunRecord):
             row += [i, self.head_label(layer, i) if axis == "head" else self.labels[axis][i]]
         return row
 
-    def _stat_columns(self) -> dict[str, np.ndarray]:
-        """stderr, ci_low, ci_high, p, q per cell (defaults); a statistic that needs per-pair
-        baselines the result lacks is left out rather than guessed."""
+    def cell_stats(self, confidence: float = 0.95, n_resamples: int = 1000, n_permutations: int = 1000,
+                   seed: int = 0) -> dict[str, np.ndarray]:
+        """All per-cell statistics at once: ``stderr, ci_low, ci_high, p, q`` (each like ``values``).
+
+        A statistic that needs per-pair baselines the result lacks is left out rather than
+        guessed. One call computes each statistic once (a worker thread can run it).
+        """
         cols: dict[str, np.ndarray] = {"stderr": self.stderr}
         try:
-            cols["ci_low"], cols["ci_high"] = self.bootstrap_ci()
+            cols["ci_low"], cols["ci_high"] = self.bootstrap_ci(confidence, n_resamples, seed)
         except InputError:
             pass
         try:
-            cols["p"] = self.pvalues()
+            cols["p"] = self.pvalues(n_permutations, seed)
             cols["q"] = stats.bh_qvalues(cols["p"])
         except InputError:
             pass
@@ -243,7 +247,7 @@ class PatchResult(RunRecord):
         for axis in self.axes:
             header += [axis, f"{axis}_label"]
         header.append(self.metric or "value")
-        cols = self._stat_columns() if self.n_pairs >= 2 else {}
+        cols = self.cell_stats() if self.n_pairs >= 2 else {}
         header += list(cols)
         writer.writerow(header)
         for index in itertools.product(*(range(n) for n in self.shape)):
@@ -304,7 +308,7 @@ class PatchResult(RunRecord):
             values = _nan_array(data["values"]).reshape(shape)
             per_pair = _nan_array(data["per_pair"]).reshape((-1, *shape))
             raw = data.get("per_pair_raw")  # absent in records before 0.x: stats rebuild it
-            return cls(
+            res = cls(
                 values=values,
                 axes=tuple(data["axes"]),
                 labels={k: list(v) for k, v in data["labels"].items()},
@@ -312,9 +316,28 @@ class PatchResult(RunRecord):
                 meta=dict(data.get("meta", {})),
                 per_pair_raw=None if raw is None else _nan_array(raw).reshape(per_pair.shape),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+            _check_layout(res)
+            return res
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SessionFileError(f"The run record is malformed ({exc}).") from exc
 
+
+
+def _check_layout(res: PatchResult) -> None:
+    """Axes, labels and arrays agree, so a loaded record can be drawn and exported."""
+    shape = res.values.shape
+    if any(not isinstance(n, int) or isinstance(n, bool) for n in shape):
+        raise ValueError("the shape must be whole numbers")
+    if len(res.axes) != len(shape) or not all(isinstance(a, str) for a in res.axes):
+        raise ValueError(f"{len(res.axes)} axis names for {len(shape)} dimensions")
+    for axis, n in zip(res.axes, shape):
+        labels = res.labels.get(axis)
+        if axis != "head" and (labels is None or len(labels) != n):
+            raise ValueError(f"axis {axis!r} needs {n} labels")
+        if labels is not None and not all(isinstance(x, str) for x in labels):
+            raise ValueError(f"the labels of axis {axis!r} must be text")
+    if not isinstance(res.meta.get("metric", ""), str) or not isinstance(res.meta.get("direction", ""), str):
+        raise ValueError("'metric' and 'direction' must be text")
 
 
 def check_record(data: Any, kind: str) -> None:

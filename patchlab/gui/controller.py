@@ -78,18 +78,21 @@ class Controller(QObject):
         return self._latest.get(kind)
 
     def submit(self, kind: str, func: Callable[..., Any], kwargs: dict[str, Any] | None = None,
-               context: Any = None) -> int:
+               context: Any = None, background: bool = False) -> int:
         """Queue a job; a job of the same kind that is queued or running is superseded.
 
         ``func`` is called on the worker thread with ``kwargs`` (plus ``stop`` when it takes
-        one) and may return a value or a generator of progress events.
+        one) and may return a value or a generator of progress events. A ``background`` job
+        (e.g. scoring every pair) is stopped when any other job is submitted; its handler
+        learns so from the outcome and may submit the rest again.
         """
         if self._closing:
             return -1
         if kind not in self._done_handlers:
             raise ValueError(f"no handler registered for job kind {kind!r} (Controller.on_done)")
         self._next_id += 1
-        job = Job(self._next_id, kind, func, dict(kwargs or {}), threading.Event(), context)
+        job = Job(self._next_id, kind, func, dict(kwargs or {}), threading.Event(), context,
+                  background)
         if "stop" in job.kwargs:
             job.kwargs["stop"] = job.stop
         self._latest[kind] = job.run_id
@@ -98,9 +101,12 @@ class Controller(QObject):
             for j in self._queue:
                 self._latest.pop(j.kind, None)
             self._queue.clear()
-        if self._current is not None and (self._current.kind == kind or kind == "load"):
+        if self._current is not None and (self._current.kind == kind or kind == "load"
+                                          or self._current.background and not background):
             self._current.stop.set()
-        self._queue.append(job)
+        # foreground jobs go before queued background ones
+        at = next((n for n, j in enumerate(self._queue) if j.background), len(self._queue))
+        self._queue.insert(len(self._queue) if background else at, job)
         self._start_next()
         return job.run_id
 

@@ -37,6 +37,7 @@ class Job:
     kwargs: dict[str, Any]
     stop: threading.Event
     context: Any = None  # GUI-side info handed back with the result (e.g. the cell index)
+    background: bool = False  # stopped when a foreground job is submitted
 
 
 @dataclass

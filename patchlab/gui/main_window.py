@@ -1,8 +1,6 @@
-"""The main window: layout and wiring of views, presenters, services and the controller.
-
-The state (:class:`~patchlab.gui.state.AppState`) holds what is shown; presenters turn job
-events and state changes into view calls; services read and write files. Methods here are the
-window's public actions (menus, shortcuts, tests, the screenshot tool call them).
+"""The main window: layout and wiring. The state (:class:`~patchlab.gui.state.AppState`) holds
+what is shown; presenters turn job events and state changes into view calls; services read and
+write files. Methods here are the window's public actions (menus, shortcuts, tests, screenshots).
 """
 
 from __future__ import annotations
@@ -23,18 +21,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-import patchlab
 from patchlab.core.errors import PatchlabError
 from patchlab.gui.controller import Controller
-from patchlab.gui.jobs import Outcome, Status
+from patchlab.gui.jobs import Outcome
 from patchlab.gui.menus import FileMenu
-from patchlab.gui.presenters.pairs import PairsPresenter
+from patchlab.gui.presenters.difference import DifferencePresenter
+from patchlab.gui.presenters.model import ModelPresenter
+from patchlab.gui.presenters.pairs import PairsPresenter, ScorePresenter
 from patchlab.gui.presenters.readouts import DecomposePresenter, ReadoutPresenter
+from patchlab.gui.presenters.stats import StatsPresenter
 from patchlab.gui.presenters.sweep import SweepPresenter
 from patchlab.gui.preview import preview_then_exact
 from patchlab.gui.services import exports, sessions
 from patchlab.gui.services import settings as settings_service
 from patchlab.gui.state import AppState, RunSpec
+from patchlab.gui.views.cell_pairs import CellPairsView
 from patchlab.gui.views.decompose_view import DecomposeView
 from patchlab.gui.views.experiment_panel import ExperimentPanel
 from patchlab.gui.views.heatmap import HeatmapView
@@ -68,7 +69,8 @@ class MainWindow(QMainWindow):
         Everything shown: pairs, pair choice, run spec, results, selected cell.
     controller : Controller
         The worker; ``controller.model`` is the loaded model.
-    sweep, readout_presenter, decompose_presenter, pairs_presenter : presenters
+    sweep, readout_presenter, decompose_presenter, pairs_presenter, stats_presenter,
+    difference_presenter, score_presenter : presenters
     last_error : str or None
         The last failure message shown (tests and the screenshot tool read it).
     """
@@ -85,7 +87,6 @@ class MainWindow(QMainWindow):
         self.last_error: str | None = None
         self.state = AppState(self)
         self.controller = Controller(self)
-        self._loading_name = ""
 
         self.model_panel = ModelPanel(list_embedded(), available_devices())
         self.pair_editor = PairEditor()
@@ -95,10 +96,11 @@ class MainWindow(QMainWindow):
         self.readouts = ReadoutPanel()
         self.decompose_view = DecomposeView()
         self.scatter = ScatterView()
+        self.cell_pairs = CellPairsView()
+        self.difference = HeatmapView()
         self._layout()
 
         c = self.controller
-        c.on_done("load", self._done_load)
         c.on_done("suggest", self._done_suggest)
         self.sweep = SweepPresenter(self.state, self.heatmap, self.scatter, self.experiment,
                                     self.notify, self._record_error)
@@ -109,8 +111,10 @@ class MainWindow(QMainWindow):
                                                       self.experiment, self._record_error)
         self.pairs_presenter = PairsPresenter(self.state, self.pair_editor, self.scope_bar,
                                               lambda: self.controller.model, self.experiment.run_btn.setEnabled)
-        c.modelChanged.connect(self._on_model_changed)
-        self.model_panel.loadRequested.connect(self.load_model)
+        self.difference_presenter = DifferencePresenter(self.state, self.difference)
+        self.stats_presenter = StatsPresenter(self.state, c, self.heatmap, self.cell_pairs)
+        self.score_presenter = ScorePresenter(self.state, c, self.pair_editor.table_model)
+        self.model_presenter = ModelPresenter(self.state, c, self.model_panel, self.pair_editor, self)
         self.pair_editor.suggestRequested.connect(self.suggest)
         self.experiment.runRequested.connect(self.run)
         self.experiment.cancelRequested.connect(self.cancel)
@@ -120,9 +124,9 @@ class MainWindow(QMainWindow):
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
             QShortcut(QKeySequence(keys), self, self.run)
         QShortcut(QKeySequence(Qt.Key_Escape), self, self.cancel)
-        self.file_menu = FileMenu(self)
+        self.file_menu = FileMenu(self)  # also takes files dropped on the window
         self.restore_settings()
-        self.update_title()
+        self.model_presenter.update_title()
         self.pairs_presenter.pull()
 
     def _layout(self) -> None:
@@ -145,7 +149,9 @@ class MainWindow(QMainWindow):
         patch_tab.setStretchFactor(1, 2)
         self.tabs = QTabWidget()
         self.tabs.addTab(patch_tab, "Patching")
+        self.tabs.addTab(self.cell_pairs, "Pairs at cell")
         self.tabs.addTab(self.scatter, "Estimate vs exact")
+        self.tabs.addTab(self.difference, "Difference")
         self.tabs.addTab(self.decompose_view, "Decompose")
         right = QWidget()
         right_lay = QVBoxLayout(right)
@@ -166,7 +172,6 @@ class MainWindow(QMainWindow):
 
     def _record_error(self, text: str) -> None:
         self.last_error = text
-
     def show_error(self, title: str, text: str) -> None:
         self.notify(text, 15000)
         self.last_error = text
@@ -188,60 +193,14 @@ class MainWindow(QMainWindow):
     def load_model(self, name: str, device: str = "auto", dtype: str = "float32",
                    processing: str = "compat") -> None:
         """Load a model in the worker; the current model stays usable if it fails."""
-        loading = _engine()[0]
-        self._loading_name = name or "default model"
-        self.model_panel.set_busy(True, f"Loading {self._loading_name}\u2026")
-        self.notify(f"Loading {self._loading_name}\u2026", 0)
-        self.controller.submit("load", loading.load_model, dict(
-            name=name or None, device=device, dtype=None if dtype == "float32" else dtype,
-            processing=processing))
+        self.model_presenter.load(name, device, dtype, processing)
 
     @property
     def model(self):
         return self.controller.model
 
     def model_info(self):
-        return _engine()[0].model_info(self.model) if self.model is not None else None
-
-    @Slot(object)
-    def _on_model_changed(self, _model) -> None:
-        info = self.model_info()
-        self.state.set_model_info(info)
-        self.model_panel.set_busy(False, f"Loaded {info.name} on {info.device} ({info.dtype}, "
-                                         f"{info.processing} processing)")
-        self.model_panel.select(info.name)
-        self.notify(f"Loaded {info.name}.", 4000)
-        if info.source != "embedded":
-            self.model_panel.add_recent(info.name)
-        from patchlab.core.examples import all_examples
-
-        self.pair_editor.set_examples(patchlab.examples(info.name) or patchlab.examples(None)
-                                      or all_examples())
-        self.update_title()
-        if not any(p.clean for p in self.pair_editor.pairs()) and self.pair_editor.has_examples():
-            self.pair_editor.load_example(0)
-        self.validate()
-
-    def _done_load(self, out: Outcome) -> None:
-        if out.ok:
-            return
-        prev = self.model_info()
-        keep = f" {prev.name} is still loaded." if prev else ""
-        self.model_panel.set_busy(False, "")
-        why = out.error if out.status is Status.ERROR else "cancelled"
-        self.model_panel.status.setText(f"<span style='color:#c0392b'>Could not load "
-                                        f"{self._loading_name}: {why}</span>{keep}")
-        self.notify(f"Model load failed.{keep}", 10000)
-        self.last_error = why
-        if out.status is Status.ERROR and prev is None and self._loading_name != "default model":
-            self.load_model("", "auto", "float32", "compat")  # e.g. a restored session's model is gone
-
-    def update_title(self) -> None:
-        info = self.model_info()
-        text = (f"{info.name} \u00b7 {info.device} \u00b7 {info.processing} processing"
-                if info else "no model loaded")
-        self.setWindowTitle(f"patchlab {patchlab.__version__} \u2013 {text}")
-        self.status_model.setText(text)
+        return self.model_presenter.info()
 
     # -- pairs ----------------------------------------------------------------------------
     @Slot()
@@ -264,7 +223,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def run(self) -> bool:
         """Freeze the inputs into a RunSpec and start the sweep; a running one is superseded."""
-        if not self.validate():
+        validated = self.state.pairs_ok and self.pair_editor.pairs() == self.state.pairs
+        if not validated and not self.validate():  # (validating 10k pairs again would stall)
             self.notify("Fix the prompt pair first (see the message under it).", 5000)
             return False
         s = self.experiment.settings()
@@ -366,15 +326,17 @@ class MainWindow(QMainWindow):
 
     # -- exports --------------------------------------------------------------------------
     def figure(self, name: str):
-        """The graphics view of figure ``name`` ("heatmap", "scatter", "decompose"), drawn now."""
-        view = {"heatmap": self.heatmap, "decompose": self.decompose_view, "scatter": self.scatter}[name]
+        """The graphics view of figure ``name`` (heatmap, scatter, decompose, difference), drawn now."""
+        view = {"heatmap": self.heatmap, "decompose": self.decompose_view, "scatter": self.scatter,
+                "difference": self.difference}[name]
         if name != "decompose":
             view.flush()
         return view.graphics
 
     def current_figure_name(self) -> str:
         tab = self.tabs.currentWidget()
-        return "decompose" if tab is self.decompose_view else "scatter" if tab is self.scatter else "heatmap"
+        names = {self.decompose_view: "decompose", self.scatter: "scatter", self.difference: "difference"}
+        return names.get(tab, "heatmap")
 
     def export_figure(self, path: str | Path, which: str | None = None) -> Path:
         which = which or self.current_figure_name()

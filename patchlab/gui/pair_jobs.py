@@ -115,3 +115,62 @@ def shared_tokens(per_pair: list[list[str]]) -> list[str]:
         toks = {t[i] if i < len(t) else None for t in per_pair}
         out.append(next(iter(toks)) if len(toks) == 1 and None not in toks else f"#{i}")
     return out
+
+
+@dataclass
+class ScoreChunk:
+    """Rows of the pairs table scored so far: dicts with ``index, n_tokens, tokens_ok, error,
+    clean_answer_prob, corrupted_answer_prob, clean_correct``."""
+
+    rows: list[dict[str, Any]]
+    done: int
+    total: int
+
+
+def _score_one(model, i: int, pair) -> dict[str, Any]:
+    import torch
+
+    from patchlab.core.errors import PairError
+    from patchlab.engine.tokens import tokenize_pair
+
+    row: dict[str, Any] = {"index": i, "pair": pair, "n_tokens": 0, "tokens_ok": False, "error": "",
+                           "clean_answer_prob": float("nan"), "corrupted_answer_prob": float("nan"),
+                           "clean_correct": None}
+    try:
+        tp = tokenize_pair(model, pair)
+    except PairError as exc:
+        row["error"] = str(exc)
+        try:
+            row["n_tokens"] = len(model.to_str_tokens(pair.clean))
+        except Exception:  # noqa: BLE001 - the length is a courtesy; the error says what is wrong
+            pass
+        return row
+    row["n_tokens"], row["tokens_ok"] = tp.n_pos, True
+    with torch.inference_mode():
+        logits = model(torch.cat([tp.clean, tp.corrupted]))[:, -1].float()
+    probs = torch.softmax(logits, dim=-1)
+    row["clean_answer_prob"] = float(probs[0, tp.answer_id])
+    row["corrupted_answer_prob"] = float(probs[1, tp.answer_id])
+    row["clean_correct"] = bool(int(logits[0].argmax()) == tp.answer_id)
+    return row
+
+
+def score_pairs_job(model, pairs, start: int = 0, chunk: int = 32, stop=None):
+    """Score every pair for the pairs table, yielding :class:`ScoreChunk` s; return the count.
+
+    Pairs from ``start`` on are scored. The model "gets a pair right" when the answer is its
+    top-1 next token on the clean prompt.
+    (A local stand-in for ``patchlab.engine.pairstats.iter_score_pairs``.)
+    """
+    rows: list[dict[str, Any]] = []
+    for i in range(start, len(pairs)):
+        pair = pairs[i]
+        if _stopped(stop):
+            break
+        rows.append(_score_one(model, i, pair))
+        if len(rows) >= chunk:
+            yield ScoreChunk(rows, i + 1, len(pairs))
+            rows = []
+    if rows:
+        yield ScoreChunk(rows, rows[-1]["index"] + 1, len(pairs))
+    return len(pairs)

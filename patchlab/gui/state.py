@@ -106,6 +106,7 @@ class AppState(QObject):
         self._estimate: Any = None
         self._decomposition: Any = None
         self._cell: tuple[int, ...] | None = None
+        self._previous: tuple[RunSpec | None, Any] | None = None
 
     # -- model ----------------------------------------------------------------------------
     @property
@@ -214,7 +215,9 @@ class AppState(QObject):
         return self._spec
 
     def start_run(self, spec: RunSpec) -> None:
-        """A new run: the spec is frozen, results of the previous run are dropped."""
+        """A new run: the spec is frozen; the last complete result becomes :attr:`previous`."""
+        if self._result is not None and getattr(self._result, "complete", False):
+            self._previous = (self._spec, self._result)
         self._spec = spec
         self._result = None
         self._estimate = None
@@ -234,6 +237,11 @@ class AppState(QObject):
         if result is not self._result:
             self._result = result
             self.resultChanged.emit()
+
+    @property
+    def previous(self) -> tuple[RunSpec | None, Any] | None:
+        """(spec, result) of the run before the current one (for difference maps), or None."""
+        return self._previous
 
     @property
     def estimate(self) -> Any:

@@ -12,7 +12,7 @@ import patchlab
 import patchlab.engine.sweep as sweep_module
 from patchlab.core.pairs import PromptPair
 from patchlab.gui.preview import ExactEta, PreviewReady, agreement
-from patchlab.gui.views.pair_editor import list_text
+from patchlab.gui.views.pairs_table import COL_PROMPT, list_text
 
 REAL_ITER_PATCH = sweep_module.iter_patch
 TARGET = "attn_head_out_by_pos"
@@ -193,7 +193,9 @@ def test_pair_list_keeps_first_word(qtbot, window):
     long = PromptPair("When John and Mary went to the store, John gave a drink to", "x", " Mary", " John")
     text = list_text(1, long)
     assert text.startswith("2: When John") and "\u2026" in text
-    assert window.pair_editor.list.item(0).text().startswith("1: " + window.pair_editor.pairs()[0].clean.split()[0])
+    table = window.pair_editor.table_model
+    shown = table.data(table.index(0, COL_PROMPT))
+    assert shown.startswith("1: " + window.pair_editor.pairs()[0].clean.split()[0])
 
 
 def test_decomposition_progress_reads_done(qtbot, window):

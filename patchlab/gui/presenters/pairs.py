@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from patchlab.core.errors import PairError
 from patchlab.core.pairs import PromptPair
+from patchlab.gui import pair_jobs
+from patchlab.gui.jobs import Outcome, Status
 from patchlab.gui.state import AppState
 
 
@@ -69,6 +71,35 @@ class PairsPresenter:
         state.scopeChanged.connect(self.show_choice)
         state.pairsChanged.connect(self.push)
 
+    # -- pair files -----------------------------------------------------------------------
+    def load_file(self, path) -> list[PromptPair]:
+        """Replace the pairs with those of a CSV/TSV/JSONL file; raises PairError (line named)."""
+        from patchlab.core.pairset import load_pairs
+
+        pairs = list(load_pairs(path))
+        self.editor.set_pairs(pairs)
+        return pairs
+
+    def set_pairs(self, pairs: list[PromptPair]) -> list[PromptPair]:
+        """Replace the pairs (generated ones, for example)."""
+        self.editor.set_pairs(list(pairs))
+        return list(pairs)
+
+    def save_file(self, path):
+        """Write the pairs (format by suffix); raises PairError / PatchlabError with the reason."""
+        from patchlab.core.pairset import save_pairs
+
+        return save_pairs(self.editor.pairs(), path)
+
+    def paste(self, text: str) -> list[PromptPair]:
+        """Append pasted rows (tab-separated or CSV); an empty first pair is replaced."""
+        from patchlab.core.pairset import parse_pairs_text
+
+        new = parse_pairs_text(text)
+        old = [p for p in self.editor.pairs() if p.clean.strip() or p.corrupted.strip()]
+        self.editor.set_pairs(old + new, len(old))
+        return new
+
     def pull(self) -> None:
         """The editor changed: copy its pairs into the state and validate."""
         self.state.set_pairs(self.editor.pairs())
@@ -112,3 +143,35 @@ class PairsPresenter:
             st.set_validation(tokens, not error)
         self.on_validated(st.pairs_ok)
         return st.pairs_ok
+
+
+class ScorePresenter:
+    """Scores every pair in the background (job "score") and streams rows into the table.
+
+    The job yields to every other job (``background=True``); when it was stopped for one, the
+    rest is submitted again, from the first pair without scores.
+    """
+
+    def __init__(self, state: AppState, controller, table_model) -> None:
+        self.state = state
+        self.controller = controller
+        self.table = table_model
+        controller.on_progress("score", self._progress)
+        controller.on_done("score", self._done)
+        state.tokensChanged.connect(self.request)
+
+    def request(self) -> None:
+        start = self.table.first_unscored()
+        if self.controller.model is None or start is None or not self.state.pairs:
+            return
+        pairs = self.state.pairs
+        self.controller.submit("score", pair_jobs.score_pairs_job,
+                               dict(model=self.controller.model, pairs=pairs, start=start, stop=None),
+                               context=tuple(pairs), background=True)
+
+    def _progress(self, chunk) -> None:
+        self.table.set_scores(chunk.rows)
+
+    def _done(self, out: Outcome) -> None:
+        if out.status is Status.OK and tuple(self.state.pairs) == out.context:
+            self.request()  # stopped for another job: score the rest

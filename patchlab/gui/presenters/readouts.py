@@ -56,6 +56,7 @@ class ReadoutPresenter:
             return
         scope = st.scope(len(st.pairs))
         pairs = [st.pairs[i] for i in scope.indices()]
+        self.runs = None
         self.view.set_runs_pending(scope.text())
         self.controller.submit("readout", pair_jobs.readout_job,
                                dict(model=self.controller.model, pairs=pairs, stop=None),
@@ -83,6 +84,7 @@ class ReadoutPresenter:
         scope = st.scope(spec.n_pairs)
         pairs = [spec.pairs[i] for i in scope.indices()]
         text = self.describe(cell)
+        self.patched = self.attention = None
         self.view.set_patched_pending(text, scope.text())
         self.controller.submit("patched", pair_jobs.patched_job, dict(
             model=self.controller.model, pairs=pairs, target=spec.target, index=tuple(cell),

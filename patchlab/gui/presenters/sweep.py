@@ -36,6 +36,7 @@ class LiveSweep:
     eta: ExactEta = field(default_factory=ExactEta)
     preview_s: float | None = None
     running: bool = False
+    labels: list[str] | None = None  # cell labels of the estimate (hover text), built once
 
 
 def scoped_values(result, scope: Scope) -> np.ndarray:
@@ -180,7 +181,9 @@ class SweepPresenter:
         if est is None or spec is None:
             return
         scope = self._live_scope() if live else self.state.scope()
-        self.scatter.set_data(scoped_values(est, scope), exact, cell_labels(est),
+        if self.live.labels is None or len(self.live.labels) != est.values.size:
+            self.live.labels = cell_labels(est)  # a Python loop over all cells: once per run
+        self.scatter.set_data(scoped_values(est, scope), exact, self.live.labels,
                               METRICS[spec.metric].split(" (")[0],
                               f"{spec.model} \u00b7 {TARGETS[spec.target].label} \u00b7 {scope.text()}")
 

@@ -48,6 +48,9 @@ def export_data(state: AppState, path: str | Path, which: str = "heatmap") -> li
     """Tidy CSV at ``path`` and the JSON run record next to it, for figure ``which``."""
     if which == "scatter":
         return export_comparison(state, path)
+    if which == "difference":
+        raise PatchlabError("The difference map has no data file of its own: export the two runs' "
+                            "data from the Patching tab, or the figure from here.")
     result = state.decomposition if which == "decompose" else state.result
     if result is None:
         raise PatchlabError("Nothing to export yet: run an experiment first.")
@@ -90,3 +93,22 @@ def export_all(state: AppState, folder: str | Path, figure: Callable[[str], obje
         out += export_data(state, folder / data_names[name], name)
     out.append(save(state, session_settings, folder / f"session{SUFFIX}"))
     return out
+
+
+def export_top_cells(state: AppState, stats, path: str | Path, k: int = 20) -> Path:
+    """The ranked table of top cells (value, CI, p, q) as CSV."""
+    from patchlab.gui.cell_stats import top_cells_csv
+
+    if state.result is None or stats is None:
+        raise PatchlabError("No statistics yet: run a sweep over two or more pairs.")
+    return atomic_write_text(path, top_cells_csv(state.result, stats, k))
+
+
+def export_script(state: AppState, path: str | Path, style: str = "patchlab") -> Path:
+    """A runnable script that reproduces the result on screen (``style``: "patchlab" or
+    "transformerlens"), with the pairs inline."""
+    from patchlab.core.script import write_script
+
+    if state.result is None:
+        raise PatchlabError("Nothing to reproduce yet: run an experiment first.")
+    return write_script(state.result, path, style=style)
