@@ -2,31 +2,45 @@
 # Set up patchlab (idempotently) and run it:
 #   bash packaging/dev.sh app [patchlab args]   -> the desktop app
 #   bash packaging/dev.sh test [pytest args]    -> the test suite
+#   bash packaging/dev.sh system                -> only the system libraries the window needs
 # Uses $VIRTUAL_ENV when one is active, else ./.venv. Installs torch==2.13.0 only when no torch
 # is importable, so an existing (GPU) torch is never replaced.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODE="${1:-}"; shift || true
-case "$MODE" in app|test) ;; *) echo "usage: bash packaging/dev.sh app|test [args]" >&2; exit 2 ;; esac
+case "$MODE" in app|test|system) ;; *) echo "usage: bash packaging/dev.sh app|test|system [args]" >&2; exit 2 ;; esac
 
 say() { printf '[patchlab setup] %s\n' "$*" >&2; }
 
 # -- system packages (Debian/Ubuntu, as root): fonts and the libraries Qt loads ----------------
+SUDO=""
 apt_need() {
   local missing=()
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
+    if [ -z "$SUDO" ] && [ "$(id -u)" != 0 ]; then
+      say "missing system packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}"
+      return 0
+    fi
     say "installing system packages: ${missing[*]}"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 }
-if command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+if command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1; then
+  # not root (app set-up): sudo when it works without a password or a terminal can ask for one
+  if [ "$MODE" != test ] && [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && { sudo -n true 2>/dev/null || [ -t 0 ]; }; then
+    SUDO="sudo"
+  fi
   apt_need fonts-dejavu-core libegl1 libgl1 libopengl0 libxkbcommon0 libfontconfig1 libglib2.0-0 libdbus-1-3
-  if [ "$MODE" = app ] && [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
-    apt_need xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-render-util0 \
-      libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxkbcommon-x11-0
+  if [ "$MODE" != test ]; then
+    # Qt's X11 plugin needs these on a real desktop too (Ubuntu ships without libxcb-cursor0)
+    apt_need libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-render-util0 \
+      libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1
+    # the virtual X server only when there is no display to draw on
+    [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] || apt_need xvfb xauth
   fi
 fi
+[ "$MODE" = system ] && exit 0
 
 # -- Python environment --------------------------------------------------------------------------
 PY="${PYTHON:-python3}"

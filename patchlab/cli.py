@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from patchlab import cli_text
 from patchlab._version import __version__
 from patchlab.core.errors import InputError, PatchlabError
 from patchlab.core.metrics import DIRECTIONS, METHODS, METRICS
@@ -32,6 +32,36 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--processing", default="compat", choices=["compat", "raw"],
                    help="compat: TransformerLens compatibility mode (default); raw: Hugging Face weights")
     p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the Hub (off by default)")
+    _split_args(p)
+
+
+def _split_args(p: argparse.ArgumentParser) -> None:
+    """Multi-device loading (issue 13): passed through to TransformerLens's boot_transformers."""
+    p.add_argument("--device-map", default=None,
+                   help="split the model over devices: auto, balanced, sequential (replaces --device)")
+    p.add_argument("--max-memory", default=None,
+                   help="per-device budget for --device-map, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
+
+
+def _parse_max_memory(text: str | None) -> dict[Any, str] | None:
+    if not text:
+        return None
+    budget: dict[Any, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(f"--max-memory: {part!r} is not DEVICE=SIZE (e.g. 0=20GiB,cpu=64GiB).")
+        key = key.strip()
+        budget[int(key) if key.isdigit() else key] = value.strip()
+    return budget
+
+
+def _say_engine(meta: dict[str, Any]) -> None:
+    """Which exact engine ran and, if the fast one was not used, why (stderr; issue 13)."""
+    line = f"engine: {meta.get('engine_path', '?')}"
+    if meta.get("fallback_reason"):
+        line += f" (the fast path was not used: {meta['fallback_reason']})"
+    print(line, file=sys.stderr)
 
 
 def _pair_args(p: argparse.ArgumentParser) -> None:
@@ -40,7 +70,8 @@ def _pair_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--corrupted", help="corrupted prompt (same number of tokens)")
     g.add_argument("--answer", help="correct next token for the clean prompt, e.g. ' Mary'")
     g.add_argument("--wrong", help="competing token, e.g. ' John'")
-    g.add_argument("--pairs", type=Path, help="JSONL file, one {clean, corrupted, answer, wrong} per line")
+    g.add_argument("--pairs", type=Path, help="pairs file: CSV/TSV with columns clean, corrupted, answer, wrong "
+                   "(optional name, group), or JSONL with one such object per line")
     g.add_argument("--example", help="name of a built-in example (see `patchlab models --examples`)")
 
 
@@ -66,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--batch-size", type=int, default=None, help="cells per forward pass (default: from free memory)")
     sw.add_argument("--out", "-o", type=Path, help="folder for result.csv and result.json")
     sw.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _script_args(sw)
 
     de = sub.add_parser("decompose", help="direct logit attribution and logit lens for a pair")
     _model_args(de)
@@ -75,9 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("models", help="list the embedded models and their cards")
     mo.add_argument("--examples", action="store_true", help="also list each model's built-in examples")
 
+    from patchlab import cli_paths  # noqa: PLC0415 - `paths` and `neurons` live in their own module
+
+    cli_paths.add_parsers(sub)
+
     sc = sub.add_parser("screenshot", help="run the first example off screen and save a PNG of the window")
     sc.add_argument("out", type=Path, help="PNG file to write")
     sc.add_argument("--view", default="heatmap", choices=["heatmap", "decompose", "readouts", "scatter"])
+    cli_text.add_parsers(sub, _model_args)  # weights, text
     return parser
 
 
@@ -87,29 +124,17 @@ def _load(args) -> Any:
 
     print(f"loading {args.model or 'the embedded default model'}...", file=sys.stderr)
     model = load_model(args.model, device=args.device, dtype=args.dtype, processing=args.processing,
-                       trust_remote_code=args.trust_remote_code)
+                       trust_remote_code=args.trust_remote_code, device_map=getattr(args, "device_map", None),
+                       max_memory=_parse_max_memory(getattr(args, "max_memory", None)))
     info = model_info(model)
     print(f"model {info.name} on {info.device} ({info.processing})", file=sys.stderr)
     return model
 
 
 def _read_pairs_file(path: Path) -> list[PromptPair]:
-    if not path.is_file():
-        raise InputError(f"The pairs file {path} does not exist.")
-    pairs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}, line {n}: not valid JSON ({exc.msg}).") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}, line {n}: expected an object with clean, corrupted, answer, wrong.")
-        pairs.append(PromptPair.from_dict(data.get("pair", data)))
-    if not pairs:
-        raise InputError(f"The pairs file {path} holds no pairs.")
-    return pairs
+    from patchlab.core.pairset import load_pairs  # CSV, TSV, JSONL or JSON; errors name the line
+
+    return load_pairs(path)
 
 
 def _check_pair_args(args) -> None:
@@ -119,14 +144,16 @@ def _check_pair_args(args) -> None:
         missing = [f"--{n}" for n, v in zip(("clean", "corrupted", "answer", "wrong"), given) if v is None]
         if missing:
             raise InputError(f"Give all four of --clean, --corrupted, --answer and --wrong (missing {', '.join(missing)}).")
-    if args.pairs is not None and not args.pairs.is_file():
-        raise InputError(f"The pairs file {args.pairs} does not exist.")
+    if args.pairs is not None:
+        if not args.pairs.is_file():
+            raise InputError(f"The pairs file {args.pairs} does not exist.")
+        args.pair_list = _read_pairs_file(args.pairs)  # a bad file fails before the model loads
 
 
 def _pairs(args, model) -> list[PromptPair]:
     given = [args.clean, args.corrupted, args.answer, args.wrong]
     if args.pairs:
-        return _read_pairs_file(args.pairs)
+        return getattr(args, "pair_list", None) or _read_pairs_file(args.pairs)
     if any(v is not None for v in given):
         return [PromptPair(*given)]
     import patchlab
@@ -181,6 +208,27 @@ def _write(record, out: Path | None, stem: str) -> None:
         print(f"wrote {out / f'{stem}.csv'} and {out / f'{stem}.json'}")
 
 
+# -- reproducible scripts (issue 8) --------------------------------------------------------
+def _script_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--script", type=Path, metavar="OUT.py",
+                   help="also write a Python script that reproduces this run with patchlab's API")
+    p.add_argument("--tl-script", type=Path, metavar="OUT.py",
+                   help="also write a script that reproduces it with plain TransformerLens calls")
+
+
+def _write_extras(args, result, out: Path | None) -> None:
+    """Per-pair long CSV beside result.csv (2+ pairs), and the reproducing scripts if asked."""
+    from patchlab.core.script import write_script
+
+    if out and result.n_pairs >= 2:
+        result.save_csv_per_pair(out / "result_pairs.csv")
+        print(f"wrote {out / 'result_pairs.csv'}")
+    for path, style in ((args.script, "patchlab"), (args.tl_script, "transformerlens")):
+        if path is not None:
+            write_script(result, path, style=style)
+            print(f"wrote {path}")
+
+
 # -- commands ------------------------------------------------------------------------------
 def cmd_sweep(args) -> int:
     from patchlab.engine.sweep import iter_patch
@@ -203,6 +251,7 @@ def cmd_sweep(args) -> int:
         bar.update(ev.done, ev.total, ev.elapsed)
     bar.close()
     meta = result.meta
+    _say_engine(meta)
     print(f"{meta['target']} ({meta['direction']}: {DIRECTIONS[meta['direction']]}), metric {meta['metric']}, "
           f"{meta['method']} via {meta['engine_path']} in {meta['elapsed_s']:.2f}s")
     for run in ("clean", "corrupted"):
@@ -212,6 +261,7 @@ def cmd_sweep(args) -> int:
     for index, value in result.top_cells(5):
         print(f"    {result.cell_label(index)}: {value:+.4f}")
     _write(result, out, "result")
+    _write_extras(args, result, out)
     return 0
 
 
@@ -279,6 +329,9 @@ def _check_display() -> None:
 
 def cmd_gui(args) -> int:
     _check_display()
+    from patchlab.gui.platform_check import check_platform
+
+    check_platform()  # a missing xcb library: name the package instead of Qt's abort
     from patchlab.gui.app import run_app
 
     argv = [args.session] if getattr(args, "session", None) else []
@@ -287,6 +340,8 @@ def cmd_gui(args) -> int:
 
 COMMANDS = {"sweep": cmd_sweep, "decompose": cmd_decompose, "models": cmd_models,
             "screenshot": cmd_screenshot, "gui": cmd_gui, None: cmd_gui}
+COMMANDS.update(__import__("patchlab.cli_paths", fromlist=["COMMANDS"]).COMMANDS)
+COMMANDS.update(cli_text.COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,9 +26,18 @@ def wheel(tmp_path_factory):
 
 def test_wheel_contains_resources_and_entry_point(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    assert any(n.startswith("patchlab/_resources/models/") and n.endswith("config.json") for n in names) or \
-        any(n.startswith("patchlab/_resources/models/") for n in names)
-    assert any(n.startswith("patchlab/_resources/examples/") for n in names)
+    # every shipped model folder and example file, byte for byte, under patchlab/_resources
+    shipped = [p for p in (ROOT / "resources").rglob("*") if p.is_file()]
+    assert any(p.name == "model.safetensors" for p in shipped)
+    with zipfile.ZipFile(wheel) as zf:
+        for path in shipped:
+            name = "patchlab/_resources/" + path.relative_to(ROOT / "resources").as_posix()
+            assert name in names, name
+            assert zf.read(name) == path.read_bytes(), name
+    for model in ("toy-attn2", "toy-solu1"):
+        for f in ("config.json", "model.safetensors", "tokenizer.json", "card.json"):
+            assert f"patchlab/_resources/models/{model}/{f}" in names
+    assert "patchlab/_resources/examples/toy-attn2.jsonl" in names
     entry = [n for n in names if n.endswith("entry_points.txt")]
     assert entry and "patchlab = patchlab.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
 

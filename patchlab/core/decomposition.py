@@ -92,7 +92,7 @@ class DecomposeResult(RunRecord):
     def from_dict(cls, data: dict[str, Any]) -> DecomposeResult:
         check_record(data, "decompose")
         try:
-            return cls(
+            res = cls(
                 component_labels=list(data["component_labels"]),
                 components=_nan_array(data["components"]),
                 heads=_nan_array(data["heads"]),
@@ -102,6 +102,17 @@ class DecomposeResult(RunRecord):
                 runs=dict(data["runs"]),
                 meta=dict(data.get("meta", {})),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+            # one row per run, one column per label: what the views and the CSV index
+            n = len(RUNS)
+            if (res.components.shape != (n, len(res.component_labels)) or res.heads.ndim != 3
+                    or res.heads.shape[0] != n or res.logit_lens.shape != (n, len(res.lens_labels))
+                    or res.total.shape != (n,)):
+                raise ValueError("the arrays do not match the labels (one row per run)")
+            if not all(isinstance(x, str) for x in res.component_labels + res.lens_labels):
+                raise ValueError("labels must be text")
+            if not all(isinstance(res.runs.get(r, {}), dict) for r in RUNS):
+                raise ValueError("'runs' must hold an object per run")
+            return res
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SessionFileError(f"The decomposition record is malformed ({exc}).") from exc
 

@@ -94,3 +94,41 @@ def aggregate(metric: str, per_pair_raw: np.ndarray, base: np.ndarray, source: n
         values = normalise(per_pair_raw.mean(axis=0), base.mean(), source.mean())
         return values, per_pair
     return per_pair_raw.mean(axis=0), per_pair_raw
+
+
+def base_run(direction: str) -> str:
+    """The run that is patched (``corrupted`` when denoising, ``clean`` when noising)."""
+    return "corrupted" if check_direction(direction) == "denoise" else "clean"
+
+
+def no_effect_value(metric: str, direction: str, runs: dict | None = None) -> float:
+    """The value a cell has when its patch changes nothing.
+
+    ``logit_diff_recovered`` is normalised so that the unpatched run is 0. The raw metrics
+    (``logit_diff``, ``answer_prob``, ``answer_logprob``) equal the unpatched run's own value
+    there, so a colour map centred on 0, or a ranking by ``|value|``, shows the base run
+    rather than the effect of the patch.
+
+    Parameters
+    ----------
+    metric : str
+        One of :data:`METRICS`.
+    direction : str
+        ``denoise`` (the corrupted run is patched) or ``noise`` (the clean run is patched).
+    runs : dict, optional
+        ``run name -> {quantity: value}`` as in a result's ``meta["runs"]`` (mean over pairs).
+        Needed for every metric but ``logit_diff_recovered``.
+
+    Returns
+    -------
+    float
+        The no-effect value; NaN when ``runs`` lacks the unpatched run's quantity.
+    """
+    check_metric(metric)
+    base = base_run(direction)
+    if metric == "logit_diff_recovered":
+        return 0.0
+    try:
+        return float((runs or {})[base][base_metric(metric)])
+    except (KeyError, TypeError, ValueError):
+        return float("nan")

@@ -63,10 +63,13 @@ TARGETS: dict[str, Target] = {
         _T("attn_head_k_by_pos", "k", ("layer", "pos", "head"), "Head keys (per position)", "Head internals"),
         _T("attn_head_v_by_pos", "v", ("layer", "pos", "head"), "Head values (per position)", "Head internals"),
         _T("attn_head_pattern_by_pos", "pattern", ("layer", "head", "pos"), "Head attention pattern (per destination position)", "Head internals"),
+        # the input of the MLP's down projection (act(gate) * up for gated MLPs): hook_post
+        _T("mlp_post_neuron", "post", ("layer", "neuron"), "MLP neurons (all positions)", "Neurons"),
+        _T("mlp_post_neuron_by_pos", "post", ("layer", "pos", "neuron"), "MLP neurons (per position)", "Neurons"),
     )
 }
 
-GROUPS = ("Residual stream", "Layer outputs", "Heads", "Head internals")
+GROUPS = ("Residual stream", "Layer outputs", "Heads", "Head internals", "Neurons")
 
 
 def get_target(name: str) -> Target:

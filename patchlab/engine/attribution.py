@@ -62,6 +62,8 @@ def target_contrib(est: PairEstimate, target: Target) -> np.ndarray:
     inner = target.axes[1:]
     if target.act == "pattern":  # [layer, head, dest]
         return c.sum(axis=2) if inner == ("head",) else c
+    if target.act == "post":  # [layer, pos, neuron]
+        return c.sum(axis=1, dtype=np.float64) if inner == ("neuron",) else c.astype(np.float64)
     if c.ndim == 2:  # [layer, pos]
         return c
     return c.sum(axis=1) if inner == ("head",) else c  # [layer, pos, head]

@@ -30,7 +30,7 @@ from patchlab.engine.quantities import last_quantities
 from patchlab.engine.tokens import TokenizedPair
 
 #: TransformerLens activation names of every target family, all estimated by the same pass.
-FAMILIES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "k", "v", "pattern")
+FAMILIES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "k", "v", "pattern", "post")
 #: Raw quantities a pass can differentiate (one per pass; ``wrong_prob`` is no metric).
 QUANTITIES = ("logit_diff", "answer_prob", "answer_logprob")
 
@@ -48,7 +48,8 @@ class PairEstimate:
 
     ``contrib[act]`` is ``(source - base) * grad`` summed over the feature axis:
     ``[layer, pos]`` for residual-stream families, ``[layer, pos, head]`` for q/k/v/z,
-    ``[layer, head, dest_pos]`` for the pattern (summed over source positions).
+    ``[layer, head, dest_pos]`` for the pattern (summed over source positions),
+    ``[layer, pos, neuron]`` for MLP neurons (``post``, float32 to keep the cache small).
     ``unavailable[act]`` is ``(reason, hook)`` for families the pass could not estimate:
     ``"missing"`` (no such hook, or it never fired) or ``"no_gradient"`` (the hook fired but
     the quantity does not depend on what it returns, e.g. a pattern the bridge reports after
@@ -108,8 +109,12 @@ def quantity(last: torch.Tensor, answer: torch.Tensor, wrong: torch.Tensor, name
 
 
 def _reduce_features(act: str, delta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """``[n, ...]`` products summed over the feature axis (d_model, d_head or source position)."""
-    return (delta.float() * grad.float()).sum(dim=-1)
+    """``[n, ...]`` products summed over the feature axis (d_model, d_head or source position).
+
+    MLP neurons (``post``) are cells themselves: their products are kept per neuron.
+    """
+    prod = delta.float() * grad.float()
+    return prod if act == "post" else prod.sum(dim=-1)
 
 
 def _logits_kwargs(model: Any) -> dict[str, int]:
@@ -215,7 +220,8 @@ def _run_batch(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: 
         out.append(PairEstimate(
             source_raw={q: float(raw[q][0]) for q in RAW},
             base_raw={q: float(raw[q][1]) for q in RAW},
-            contrib={act: c[i].double().cpu().numpy() for act, c in contrib.items()},
+            contrib={act: c[i].cpu().numpy().astype(np.float32 if act == "post" else np.float64)
+                     for act, c in contrib.items()},
             unavailable=dict(unavailable),
             model_ref=weakref.ref(model),
         ))

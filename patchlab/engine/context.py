@@ -98,7 +98,7 @@ def _n_heads(model: Any, target: Target) -> int:
 
 
 def row_shape(model: Any, target: Target, n_pos: int) -> tuple[int, ...]:
-    sizes = {"pos": n_pos, "head": _n_heads(model, target)}
+    sizes = {"pos": n_pos, "head": _n_heads(model, target), "neuron": int(getattr(model.cfg, "d_mlp", None) or 0)}
     return tuple(sizes[a] for a in target.axes[1:])
 
 
@@ -114,7 +114,7 @@ def unavailable_message(model: Any, target: Target, missing: str) -> str:
     if target.act == "resid_mid" and getattr(cfg, "parallel_attn_mlp", False):
         why = "attention and MLP run in parallel on the same residual stream, so there is no residual stream between them"
         alt = "Use resid_pre, resid_post, attn_out or mlp_out."
-    elif target.act in ("mlp_out", "resid_mid") and getattr(cfg, "attn_only", False):
+    elif target.act in ("mlp_out", "resid_mid", "post") and getattr(cfg, "attn_only", False):
         why = "it is attention-only and has no MLP layers"
         alt = "Use resid_pre, resid_post, attn_out or a head target."
     else:

@@ -44,6 +44,12 @@ def set_cells(act: torch.Tensor, src: torch.Tensor, axes: tuple[str, ...], act_k
     elif inner == ("pos", "head"):
         pos, head = cells[:, 0], cells[:, 1]
         act[rows, pos, head] = s[pos, head].to(act.dtype)
+    elif inner == ("neuron",):  # [batch, pos, d_mlp], every position
+        n = cells[:, 0]
+        act[rows, :, n] = s[:, n].T.to(act.dtype)
+    elif inner == ("pos", "neuron"):
+        pos, n = cells[:, 0], cells[:, 1]
+        act[rows, pos, n] = s[pos, n].to(act.dtype)
     elif inner == ("head",):
         for i, h in enumerate(cells[:, 0].tolist()):
             act[i, :, h] = s[:, h].to(act.dtype)

@@ -10,6 +10,7 @@ import torch
 
 from patchlab.core.errors import PairError
 from patchlab.core.pairs import PromptPair
+from patchlab.core.pairset import mixed_length_message
 
 
 @dataclass
@@ -86,6 +87,11 @@ def tokenize_pair(model: Any, pair: PromptPair) -> TokenizedPair:
             f"clean:     {clean_str}\ncorrupted: {corrupted_str}\n"
             "Change the corrupted prompt so that each changed word is as many tokens as the one it replaces."
         )
+    if torch.equal(clean, corrupted):
+        raise PairError(
+            f"The clean and corrupted prompts tokenise identically ({clean_str}): patching one into "
+            "the other changes nothing. Change one fact in the corrupted prompt."
+        )
     n_ctx = getattr(model.cfg, "n_ctx", None)
     if n_ctx and clean.shape[-1] > n_ctx:
         raise PairError(
@@ -106,6 +112,9 @@ def tokenize_pairs(model: Any, pairs: PromptPair | Sequence[PromptPair]) -> list
     """Validate one pair or a list; errors name the pair that failed."""
     if isinstance(pairs, PromptPair):
         pairs = [pairs]
+    # a PairList from a pairs file names the line of a bad pair
+    from_file = hasattr(pairs, "where")
+    where = pairs.where if from_file else (lambda i: f"Pair {i + 1}")  # type: ignore[union-attr]
     pairs = list(pairs)
     if not pairs:
         raise PairError("No prompt pairs given: add at least one clean/corrupted pair.")
@@ -114,10 +123,17 @@ def tokenize_pairs(model: Any, pairs: PromptPair | Sequence[PromptPair]) -> list
         try:
             out.append(tokenize_pair(model, pair))
         except PairError as exc:
-            if len(pairs) == 1:
+            if len(pairs) == 1 and not from_file:
                 raise
-            raise PairError(f"Pair {i + 1}: {exc}") from None
+            raise PairError(f"{where(i)}{f' ({pair.name})' if pair.name else ''}: {exc}") from None
     return out
+
+
+def check_equal_lengths(tps: Sequence[TokenizedPair], target: str) -> None:
+    """Pairs on a target with a position axis must share one token length; say which differ."""
+    lengths = [tp.n_pos for tp in tps]
+    if len(set(lengths)) > 1:
+        raise PairError(mixed_length_message(target, lengths))
 
 
 def _at(tokens: list[str], i: int) -> str:

@@ -67,6 +67,15 @@ def make_window(settings: QSettings | None = None, autosave_path: Path | None = 
     return window
 
 
+def fit_to_screen(window, width: int = 1400, height: int = 900) -> None:
+    """Size the window to (width, height) or the screen's free area, whichever is smaller."""
+    screen = QGuiApplication.primaryScreen()
+    if screen is not None:
+        avail = screen.availableGeometry()
+        width, height = min(width, avail.width()), min(height, avail.height())
+    window.resize(width, height)
+
+
 def run_app(argv: list[str] | None = None) -> int:
     """Open the main window; the default model loads in the background. Returns the exit code."""
     argv = list(argv if argv is not None else sys.argv[1:])
@@ -76,6 +85,6 @@ def run_app(argv: list[str] | None = None) -> int:
                          load_default=not sessions)
     if sessions and not window.open_session(sessions[0]):
         window.load_model("", "auto", "float32", "compat")  # the message says why
-    window.resize(1400, 900)
+    fit_to_screen(window)
     window.show()
     return int(app.exec())

@@ -3,6 +3,10 @@
 One worker runs at a time because TransformerLens hooks are state on the model. Every job
 gets a run id; events from a run that has been superseded are dropped. Worker signals are
 connected only to bound ``@Slot`` methods of this main-thread object (never lambdas).
+
+Who handles a job's events and its end is registered per job kind
+(:meth:`Controller.on_progress`, :meth:`Controller.on_done`); the controller calls those
+handlers on the main thread. Kinds are open: another analysis registers its own.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal, Slot
 from superqt.utils import GeneratorWorker, WorkerBase, create_worker
 
-from patchlab.gui.jobs import Job, Outcome, Tagged, job_generator
+from patchlab.gui.jobs import Job, Outcome, Status, Tagged, job_generator
 
-#: Jobs that use the model; a new one of the same kind supersedes the running/queued one.
-KINDS = ("load", "sweep", "decompose", "readout", "patched", "attention", "suggest")
+Handler = Callable[[Outcome], None]
+ProgressHandler = Callable[[Any], None]
 
 
 class Controller(QObject):
@@ -26,9 +30,11 @@ class Controller(QObject):
     Signals
     -------
     progress(kind, event)
-        An event of the current run of ``kind`` (stale runs are filtered out).
+        An event of the current run of ``kind`` (stale runs are filtered out), emitted after
+        the handlers registered with :meth:`on_progress` ran.
     done(outcome)
-        :class:`~patchlab.gui.jobs.Outcome` of the latest run of a kind (value or error).
+        :class:`~patchlab.gui.jobs.Outcome` of the latest run of a kind, emitted after the
+        handlers registered with :meth:`on_done` ran.
     busy(text)
         What the worker is doing now, ``""`` when idle.
     modelChanged(model)
@@ -49,8 +55,18 @@ class Controller(QObject):
         self._current: Job | None = None
         self._worker: GeneratorWorker | None = None
         self._closing = False
+        self._done_handlers: dict[str, list[Handler]] = {}
+        self._progress_handlers: dict[str, list[ProgressHandler]] = {}
 
     # -- public API (main thread) ---------------------------------------------------------
+    def on_done(self, kind: str, handler: Handler) -> None:
+        """Call ``handler(outcome)`` when the latest job of ``kind`` ends (any status)."""
+        self._done_handlers.setdefault(kind, []).append(handler)
+
+    def on_progress(self, kind: str, handler: ProgressHandler) -> None:
+        """Call ``handler(event)`` for each event of the latest job of ``kind``."""
+        self._progress_handlers.setdefault(kind, []).append(handler)
+
     @property
     def running_kind(self) -> str | None:
         return self._current.kind if self._current is not None else None
@@ -62,18 +78,21 @@ class Controller(QObject):
         return self._latest.get(kind)
 
     def submit(self, kind: str, func: Callable[..., Any], kwargs: dict[str, Any] | None = None,
-               context: Any = None) -> int:
+               context: Any = None, background: bool = False) -> int:
         """Queue a job; a job of the same kind that is queued or running is superseded.
 
         ``func`` is called on the worker thread with ``kwargs`` (plus ``stop`` when it takes
-        one) and may return a value or a generator of progress events.
+        one) and may return a value or a generator of progress events. A ``background`` job
+        (e.g. scoring every pair) is stopped when any other job is submitted; its handler
+        learns so from the outcome and may submit the rest again.
         """
         if self._closing:
             return -1
-        if kind not in KINDS:
-            raise ValueError(kind)
+        if kind not in self._done_handlers:
+            raise ValueError(f"no handler registered for job kind {kind!r} (Controller.on_done)")
         self._next_id += 1
-        job = Job(self._next_id, kind, func, dict(kwargs or {}), threading.Event(), context)
+        job = Job(self._next_id, kind, func, dict(kwargs or {}), threading.Event(), context,
+                  background)
         if "stop" in job.kwargs:
             job.kwargs["stop"] = job.stop
         self._latest[kind] = job.run_id
@@ -82,9 +101,12 @@ class Controller(QObject):
             for j in self._queue:
                 self._latest.pop(j.kind, None)
             self._queue.clear()
-        if self._current is not None and (self._current.kind == kind or kind == "load"):
+        if self._current is not None and (self._current.kind == kind or kind == "load"
+                                          or self._current.background and not background):
             self._current.stop.set()
-        self._queue.append(job)
+        # foreground jobs go before queued background ones
+        at = next((n for n, j in enumerate(self._queue) if j.background), len(self._queue))
+        self._queue.insert(len(self._queue) if background else at, job)
         self._start_next()
         return job.run_id
 
@@ -126,15 +148,22 @@ class Controller(QObject):
         if self._closing or self._latest.get(tagged.kind) != tagged.run_id:
             return  # stale: superseded or cancelled run
         if tagged.event is not None:
+            for handler in self._progress_handlers.get(tagged.kind, ()):
+                handler(tagged.event)
             self.progress.emit(tagged.kind, tagged.event)
 
     @Slot(object)
     def _on_returned(self, outcome: Outcome) -> None:
         if self._closing or self._latest.get(outcome.kind) != outcome.run_id:
             return
-        if outcome.kind == "load" and outcome.error is None:
+        if outcome.kind == "load" and outcome.ok:
             self.model = outcome.value
             self.modelChanged.emit(self.model)
+        self._finish(outcome)
+
+    def _finish(self, outcome: Outcome) -> None:
+        for handler in self._done_handlers.get(outcome.kind, ()):
+            handler(outcome)
         self.done.emit(outcome)
 
     @Slot(object)
@@ -142,8 +171,8 @@ class Controller(QObject):
         # job_generator catches everything; this is the safety net for the unexpected
         job = self._current
         if job is not None and not self._closing and self._latest.get(job.kind) == job.run_id:
-            self.done.emit(Outcome(job.run_id, job.kind, error=f"{type(exc).__name__}: {exc}",
-                                   context=job.context))
+            self._finish(Outcome(job.run_id, job.kind, Status.ERROR,
+                                 error=f"{type(exc).__name__}: {exc}", context=job.context))
 
     @Slot()
     def _on_finished(self) -> None:

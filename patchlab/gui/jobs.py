@@ -13,9 +13,18 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
-from patchlab.core.errors import PatchlabError
+from patchlab.core.errors import Cancelled, PatchlabError
+
+
+class Status(Enum):
+    """How a job ended."""
+
+    OK = "ok"
+    ERROR = "error"
+    CANCELLED = "cancelled"
 
 
 @dataclass
@@ -28,6 +37,7 @@ class Job:
     kwargs: dict[str, Any]
     stop: threading.Event
     context: Any = None  # GUI-side info handed back with the result (e.g. the cell index)
+    background: bool = False  # stopped when a foreground job is submitted
 
 
 @dataclass
@@ -41,14 +51,24 @@ class Tagged:
 
 @dataclass
 class Outcome:
-    """How a job ended: ``value`` or ``error`` (a user-facing message) with ``details``."""
+    """How a job ended.
+
+    ``status`` is :class:`Status`; ``value`` is the job's return value (OK), ``error`` a
+    user-facing message (ERROR, or why it stopped when CANCELLED) and ``details`` the
+    traceback for a bug report.
+    """
 
     run_id: int
     kind: str
+    status: Status = Status.OK
     value: Any = None
     error: str | None = None
     details: str = ""
     context: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
 
 
 def worker_threads() -> int:
@@ -84,7 +104,7 @@ def job_generator(job: Job):
     yield Tagged(job.run_id, job.kind, None)  # lets the GUI show "busy" at once
     try:
         if job.stop.is_set():
-            return Outcome(job.run_id, job.kind, error="cancelled", context=job.context)
+            return Outcome(job.run_id, job.kind, Status.CANCELLED, context=job.context)
         value = job.func(**job.kwargs)
         if inspect.isgenerator(value):
             gen = value
@@ -95,11 +115,13 @@ def job_generator(job: Job):
                     value = stop.value
                     break
                 yield Tagged(job.run_id, job.kind, event)
-        return Outcome(job.run_id, job.kind, value=value, context=job.context)
+        return Outcome(job.run_id, job.kind, Status.OK, value=value, context=job.context)
+    except Cancelled as exc:  # stopped before it had anything to return
+        return Outcome(job.run_id, job.kind, Status.CANCELLED, error=str(exc), context=job.context)
     except PatchlabError as exc:
-        return Outcome(job.run_id, job.kind, error=str(exc), details=traceback.format_exc(),
-                       context=job.context)
+        return Outcome(job.run_id, job.kind, Status.ERROR, error=str(exc),
+                       details=traceback.format_exc(), context=job.context)
     except Exception as exc:  # shown to the user; the app stays usable
         msg = f"{type(exc).__name__}: {exc}"
-        return Outcome(job.run_id, job.kind, error=msg, details=traceback.format_exc(),
-                       context=job.context)
+        return Outcome(job.run_id, job.kind, Status.ERROR, error=msg,
+                       details=traceback.format_exc(), context=job.context)

@@ -1,4 +1,7 @@
-"""The main window: wires the panels to the controller; views only draw what they get."""
+"""The main window: layout and wiring. The state (:class:`~patchlab.gui.state.AppState`) holds
+what is shown; presenters turn job events and state changes into view calls; services read and
+write files. Methods here are the window's public actions (menus, shortcuts, tests, screenshots).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QScrollArea,
     QSplitter,
     QTabWidget,
@@ -17,35 +21,39 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-import patchlab
-from patchlab.core.targets import TARGETS
+from patchlab.core.errors import PatchlabError
 from patchlab.gui.controller import Controller
-from patchlab.gui.decompose_view import DecomposeView
-from patchlab.gui.experiment_panel import ExperimentPanel
-from patchlab.gui.heatmap import HeatmapView
 from patchlab.gui.jobs import Outcome
-from patchlab.gui.live_sweep import LiveSweepMixin
-from patchlab.gui.menus import MenusMixin
-from patchlab.gui.model_panel import ModelPanel
-from patchlab.gui.pair_editor import PairEditor, validate_pairs
-from patchlab.gui.preview import (
-    ExactEta,
-    PreviewFailed,
-    PreviewReady,
-    preview_then_exact,
-)
-from patchlab.gui.readouts import ReadoutPanel
-from patchlab.gui.scatter_view import ScatterView
+from patchlab.gui.menus import FileMenu
+from patchlab.gui.presenters.difference import DifferencePresenter
+from patchlab.gui.presenters.model import ModelPresenter
+from patchlab.gui.presenters.pairs import PairsPresenter, ScorePresenter
+from patchlab.gui.presenters.readouts import DecomposePresenter, ReadoutPresenter
+from patchlab.gui.presenters.stats import StatsPresenter
+from patchlab.gui.presenters.sweep import SweepPresenter
+from patchlab.gui.preview import preview_then_exact
+from patchlab.gui.services import exports, sessions
+from patchlab.gui.services import settings as settings_service
+from patchlab.gui.state import AppState, RunSpec
+from patchlab.gui.views.cell_pairs import CellPairsView
+from patchlab.gui.views.decompose_view import DecomposeView
+from patchlab.gui.views.experiment_panel import ExperimentPanel
+from patchlab.gui.views.heatmap import HeatmapView
+from patchlab.gui.views.model_panel import ModelPanel
+from patchlab.gui.views.pair_editor import PairEditor
+from patchlab.gui.views.pair_scope import PairScopeBar
+from patchlab.gui.views.readouts import ReadoutPanel
+from patchlab.gui.views.scatter_view import ScatterView
 
 
 def _engine():
     """Engine entry points, imported lazily (torch loads on first use)."""
-    from patchlab.engine import decompose, loading, readout, sweep
+    from patchlab.engine import loading, readout, sweep
 
-    return loading, sweep, readout, decompose
+    return loading, sweep, readout
 
 
-class MainWindow(LiveSweepMixin, MenusMixin, QMainWindow):
+class MainWindow(QMainWindow):
     """patchlab's main window.
 
     Parameters
@@ -54,6 +62,17 @@ class MainWindow(LiveSweepMixin, MenusMixin, QMainWindow):
         Where settings persist (tests pass a temporary file).
     autosave_path : Path, optional
         Session saved on quit and restored on start; ``None`` disables autosave.
+
+    Attributes
+    ----------
+    state : AppState
+        Everything shown: pairs, pair choice, run spec, results, selected cell.
+    controller : Controller
+        The worker; ``controller.model`` is the loaded model.
+    sweep, readout_presenter, decompose_presenter, pairs_presenter, stats_presenter,
+    difference_presenter, score_presenter : presenters
+    last_error : str or None
+        The last failure message shown (tests and the screenshot tool read it).
     """
 
     def __init__(self, settings: QSettings | None = None, autosave_path: Path | None = None) -> None:
@@ -63,25 +82,54 @@ class MainWindow(LiveSweepMixin, MenusMixin, QMainWindow):
 
         self.qsettings = settings if settings is not None else QSettings("patchlab", "patchlab")
         self.autosave_path = autosave_path
+        self.session_path: Path | None = None
+        self.quiet = False  # no modal dialogs (tests, screenshots)
+        self.last_error: str | None = None
+        self.state = AppState(self)
         self.controller = Controller(self)
-        self.result = None  # PatchResult of the last run (partial when cancelled)
-        self.estimate = None  # attribution PatchResult previewed before the last exact run
-        self.decomposition = None
-        self.runs_readout: dict | None = None
-        self._run = None  # frozen spec of the run on screen
-        self._pairs_ok = False
-        self._tokens: tuple[list[str], list[str]] | None = None
-        self._loading_name = ""
-        self.last_error: str | None = None  # the last message shown for a failure
 
         self.model_panel = ModelPanel(list_embedded(), available_devices())
         self.pair_editor = PairEditor()
         self.experiment = ExperimentPanel()
+        self.scope_bar = PairScopeBar()
         self.heatmap = HeatmapView()
         self.readouts = ReadoutPanel()
         self.decompose_view = DecomposeView()
         self.scatter = ScatterView()
+        self.cell_pairs = CellPairsView()
+        self.difference = HeatmapView()
+        self._layout()
 
+        c = self.controller
+        c.on_done("suggest", self._done_suggest)
+        self.sweep = SweepPresenter(self.state, self.heatmap, self.scatter, self.experiment,
+                                    self.notify, self._record_error)
+        c.on_progress("sweep", self.sweep.on_progress)
+        c.on_done("sweep", self.sweep.on_done)
+        self.readout_presenter = ReadoutPresenter(self.state, c, self.readouts, self.heatmap.describe)
+        self.decompose_presenter = DecomposePresenter(self.state, c, self.decompose_view,
+                                                      self.experiment, self._record_error)
+        self.pairs_presenter = PairsPresenter(self.state, self.pair_editor, self.scope_bar,
+                                              lambda: self.controller.model, self.experiment.run_btn.setEnabled)
+        self.difference_presenter = DifferencePresenter(self.state, self.difference)
+        self.stats_presenter = StatsPresenter(self.state, c, self.heatmap, self.cell_pairs)
+        self.score_presenter = ScorePresenter(self.state, c, self.pair_editor.table_model)
+        self.model_presenter = ModelPresenter(self.state, c, self.model_panel, self.pair_editor, self)
+        self.pair_editor.suggestRequested.connect(self.suggest)
+        self.experiment.runRequested.connect(self.run)
+        self.experiment.cancelRequested.connect(self.cancel)
+        self.heatmap.cellSelected.connect(self.state.set_cell)
+        self.heatmap.cbd.toggled.connect(self.decompose_view.set_colour_blind)
+        self.decompose_view.runRequested.connect(self.run_decompose)
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            QShortcut(QKeySequence(keys), self, self.run)
+        QShortcut(QKeySequence(Qt.Key_Escape), self, self.cancel)
+        self.file_menu = FileMenu(self)  # also takes files dropped on the window
+        self.restore_settings()
+        self.model_presenter.update_title()
+        self.pairs_presenter.pull()
+
+    def _layout(self) -> None:
         side = QWidget()
         side_lay = QVBoxLayout(side)
         for title, w in (("Model", self.model_panel), ("Prompt pairs", self.pair_editor),
@@ -101,111 +149,65 @@ class MainWindow(LiveSweepMixin, MenusMixin, QMainWindow):
         patch_tab.setStretchFactor(1, 2)
         self.tabs = QTabWidget()
         self.tabs.addTab(patch_tab, "Patching")
+        self.tabs.addTab(self.cell_pairs, "Pairs at cell")
         self.tabs.addTab(self.scatter, "Estimate vs exact")
+        self.tabs.addTab(self.difference, "Difference")
         self.tabs.addTab(self.decompose_view, "Decompose")
+        right = QWidget()
+        right_lay = QVBoxLayout(right)
+        right_lay.setContentsMargins(0, 0, 0, 0)
+        right_lay.addWidget(self.scope_bar)
+        right_lay.addWidget(self.tabs, 1)
         split = QSplitter(Qt.Horizontal)
         split.addWidget(scroll)
-        split.addWidget(self.tabs)
+        split.addWidget(right)
         split.setStretchFactor(1, 1)
         self.setCentralWidget(split)
         self.status_model = QLabel("no model")
         self.statusBar().addPermanentWidget(self.status_model)
 
-        c = self.controller
-        c.progress.connect(self._on_progress)
-        c.done.connect(self._on_done)
-        c.busy.connect(self._on_busy)
-        c.modelChanged.connect(self._on_model_changed)
-        self.model_panel.loadRequested.connect(self.load_model)
-        self.pair_editor.pairsChanged.connect(self.validate)
-        self.pair_editor.suggestRequested.connect(self.suggest)
-        self.experiment.runRequested.connect(self.run)
-        self.experiment.cancelRequested.connect(self.cancel)
-        self.heatmap.cellSelected.connect(self._on_cell_selected)
-        self.heatmap.cbd.toggled.connect(self.decompose_view.set_colour_blind)
-        self.decompose_view.runRequested.connect(self.run_decompose)
-        for keys in ("Ctrl+Return", "Ctrl+Enter"):
-            QShortcut(QKeySequence(keys), self, self.run)
-        QShortcut(QKeySequence(Qt.Key_Escape), self, self.cancel)
-        self.build_menus()
-        self.restore_settings()
-        self.update_title()
-        self.validate()
+    # -- messages -------------------------------------------------------------------------
+    def notify(self, text: str, timeout_ms: int = 5000) -> None:
+        self.statusBar().showMessage(text, timeout_ms)
+
+    def _record_error(self, text: str) -> None:
+        self.last_error = text
+    def show_error(self, title: str, text: str) -> None:
+        self.notify(text, 15000)
+        self.last_error = text
+        if not self.quiet:
+            QMessageBox.warning(self, title, text)
+
+    def report_errors(self, fn, *args):
+        """Call ``fn(*args)``; a PatchlabError is shown (and None returned) instead of raised."""
+        try:
+            out = fn(*args)
+        except PatchlabError as exc:
+            self.show_error("Export failed", str(exc))
+            return None
+        self.notify(f"Exported {out}", 8000)
+        return out
 
     # -- model ----------------------------------------------------------------------------
     @Slot(str, str, str, str)
     def load_model(self, name: str, device: str = "auto", dtype: str = "float32",
                    processing: str = "compat") -> None:
         """Load a model in the worker; the current model stays usable if it fails."""
-        loading = _engine()[0]
-        self._loading_name = name or "default model"
-        self.model_panel.set_busy(True, f"Loading {self._loading_name}\u2026")
-        self.statusBar().showMessage(f"Loading {self._loading_name}\u2026")
-        self.controller.submit("load", loading.load_model, dict(
-            name=name or None, device=device, dtype=None if dtype == "float32" else dtype,
-            processing=processing))
+        self.model_presenter.load(name, device, dtype, processing)
 
     @property
     def model(self):
         return self.controller.model
 
     def model_info(self):
-        return _engine()[0].model_info(self.model) if self.model is not None else None
-
-    @Slot(object)
-    def _on_model_changed(self, model) -> None:
-        info = self.model_info()
-        self.model_panel.set_busy(False, f"Loaded {info.name} on {info.device} ({info.dtype}, "
-                                         f"{info.processing} processing)")
-        self.model_panel.select(info.name)
-        self.statusBar().showMessage(f"Loaded {info.name}.", 4000)
-        if info.source != "embedded":
-            self.model_panel.add_recent(info.name)
-        from patchlab.core.examples import all_examples
-
-        self.pair_editor.set_examples(patchlab.examples(info.name) or patchlab.examples(None)
-                                      or all_examples())
-        self.update_title()
-        if not any(p.clean for p in self.pair_editor.pairs()) and self.pair_editor._examples:
-            self.pair_editor.load_example(0)
-        self.validate()
-
-    def update_title(self) -> None:
-        info = self.model_info()
-        text = (f"{info.name} \u00b7 {info.device} \u00b7 {info.processing} processing"
-                if info else "no model loaded")
-        self.setWindowTitle(f"patchlab {patchlab.__version__} \u2013 {text}")
-        self.status_model.setText(text)
+        return self.model_presenter.info()
 
     # -- pairs ----------------------------------------------------------------------------
     @Slot()
     def validate(self) -> bool:
-        """Tokenise the pairs (tokenizer only, fast) and show the result inline."""
-        pairs = self.pair_editor.pairs()
-        if self.model is None:
-            self._pairs_ok = False
-            self.pair_editor.show_message("Load a model to check the prompts.", error=False)
-        else:
-            try:
-                tokens, error = validate_pairs(self.model, pairs)
-            except RuntimeError as exc:  # e.g. the tokenizer is busy in the worker: try later
-                tokens, error = None, f"Could not check the prompts yet ({exc})."
-            self._tokens = tokens
-            if tokens:
-                self.pair_editor.show_tokens(*tokens)
-            self._pairs_ok = not error
-            self.pair_editor.show_message(error or f"{len(pairs)} pair(s) OK, "
-                                          f"{len(tokens[0])} tokens.", error=bool(error))
-            if self._pairs_ok:
-                self.request_readout()
-        self.experiment.run_btn.setEnabled(self._pairs_ok)
-        return self._pairs_ok
-
-    def request_readout(self) -> None:
-        readout = _engine()[2]
-        pair = self.pair_editor.current_pair()
-        self.controller.submit("readout", readout.run_readout, dict(model=self.model, pair=pair),
-                               context=pair)
+        """Take the editor's pairs into the state and tokenise them; True when all are OK."""
+        self.state.set_pairs(self.pair_editor.pairs())
+        return self.pairs_presenter.validate()
 
     @Slot(str)
     def suggest(self, prompt: str) -> None:
@@ -213,38 +215,47 @@ class MainWindow(LiveSweepMixin, MenusMixin, QMainWindow):
             self.controller.submit("suggest", _engine()[2].suggest_answers,
                                    dict(model=self.model, prompt=prompt))
 
+    def _done_suggest(self, out: Outcome) -> None:
+        if out.ok:
+            self.pair_editor.set_suggestions(out.value)
+
     # -- runs -----------------------------------------------------------------------------
     @Slot()
     def run(self) -> bool:
-        """Start a sweep with frozen inputs; a running sweep is superseded."""
-        if not self.validate():
-            self.statusBar().showMessage("Fix the prompt pair first (see the message under it).", 5000)
+        """Freeze the inputs into a RunSpec and start the sweep; a running one is superseded."""
+        validated = self.state.pairs_ok and self.pair_editor.pairs() == self.state.pairs
+        if not validated and not self.validate():  # (validating 10k pairs again would stall)
+            self.notify("Fix the prompt pair first (see the message under it).", 5000)
             return False
         s = self.experiment.settings()
-        pairs = self.pair_editor.pairs()
-        sweep = _engine()[1]
-        self.last_error = None
+        mixed = self.pairs_presenter.mixed_lengths(s.target)
+        if mixed and not self._offer_length_group(mixed):
+            return False
+        st = self.state
         preview = s.method == "exact" and self.experiment.preview.isChecked()
-        self._run = {"settings": s, "pairs": pairs, "model": self.model_info().name,
-                     "tokens": self._tokens, "preview": preview, "estimate_values": None,
-                     "exact_rows": set(), "eta": ExactEta(), "labels": None}
-        self.result = None
-        self.estimate = None
-        self.heatmap.clear()
-        self.scatter.clear()
-        self.readouts.set_patched(None, "", "", "")
-        self.experiment.set_running(True)
-        self.experiment.set_progress(0, 1, 0.0)
-        self.experiment.set_status("Preparing: running both prompts\u2026")
-        spec = dict(model=self.model, pairs=pairs, target=s.target, metric=s.metric,
-                    direction=s.direction, stop=None)
-        if s.method == "exact":
-            self.controller.submit("sweep", preview_then_exact, dict(spec, preview=preview),
-                                   context=self._run)
+        spec = RunSpec(model=self.model_info().name, pairs=tuple(st.pairs), target=s.target,
+                       metric=s.metric, direction=s.direction, method=s.method, preview=preview,
+                       tokens=tuple((tuple(c), tuple(k)) for c, k in st.tokens))
+        self.last_error = None
+        self.sweep.start(spec)
+        kwargs = dict(model=self.model, pairs=list(spec.pairs), target=spec.target,
+                      metric=spec.metric, direction=spec.direction, stop=None)
+        if spec.method == "exact":
+            self.controller.submit("sweep", preview_then_exact, dict(kwargs, preview=preview))
         else:
-            self.controller.submit("sweep", sweep.iter_patch, dict(spec, method=s.method),
-                                   context=self._run)
+            self.controller.submit("sweep", _engine()[1].iter_patch, dict(kwargs, method=spec.method))
         return True
+
+    def _offer_length_group(self, message: str) -> bool:
+        """Mixed token lengths on a by-position target: say which, offer the largest group."""
+        self.pair_editor.show_message(message)
+        if self.quiet or QMessageBox.question(
+                self, "Pairs of different lengths", message + "\n\nKeep only the largest group and run?"
+        ) != QMessageBox.Yes:
+            self.last_error = message
+            return False
+        self.pairs_presenter.keep_largest_length_group()
+        return self.validate()
 
     @Slot()
     def cancel(self) -> None:
@@ -252,116 +263,109 @@ class MainWindow(LiveSweepMixin, MenusMixin, QMainWindow):
             self.controller.cancel("sweep")
             self.experiment.set_status("Cancelling\u2026")
 
-    @Slot(str, object)
-    def _on_progress(self, kind: str, event) -> None:
-        if kind == "sweep" and self._run is not None:
-            if isinstance(event, PreviewReady):
-                self._on_preview_ready(event)
-            elif isinstance(event, PreviewFailed):
-                self.statusBar().showMessage(f"No preview: attribution patching failed for this "
-                                             f"model ({event.message}); exact values follow.", 15000)
-            elif event.phase == "estimate":
-                self._on_estimate_row(event)
-            else:
-                self._on_exact_row(event)
-        elif kind == "decompose":
-            self.decompose_view.note.setText(f"decomposing: {event.done}/{event.total} runs")
-            self.experiment.set_progress(event.done, event.total, event.elapsed, unit="runs",
-                                         note="Decomposition: ")
-
-    @Slot(object)
-    def _on_done(self, out: Outcome) -> None:
-        handler = getattr(self, f"_done_{out.kind}")
-        handler(out)
-
-    def _done_load(self, out: Outcome) -> None:
-        if out.error:
-            prev = self.model_info()
-            keep = f" {prev.name} is still loaded." if prev else ""
-            self.model_panel.set_busy(False, "")
-            self.model_panel.status.setText(f"<span style='color:#c0392b'>Could not load "
-                                            f"{self._loading_name}: {out.error}</span>{keep}")
-            self.statusBar().showMessage(f"Model load failed.{keep}", 10000)
-            self.last_error = out.error
-            if prev is None and self._loading_name != "default model":
-                self.load_model("", "auto", "float32", "compat")  # e.g. a restored session's model is gone
-
-    def _done_readout(self, out: Outcome) -> None:
-        if out.error:
-            return  # validation already shows pair problems
-        self.runs_readout = out.value
-        self.readouts.set_runs(out.value, out.context.answer, out.context.wrong)
-
-    def _done_suggest(self, out: Outcome) -> None:
-        if not out.error:
-            self.pair_editor.set_suggestions(out.value)
-
-    # -- cells ----------------------------------------------------------------------------
-    @Slot(object)
-    def _on_cell_selected(self, index) -> None:
-        if self._run is None or self.model is None:
-            return
-        s = self._run["settings"]
-        pair = self._run["pairs"][0]
-        cell = self.heatmap.describe(index)
-        readout = _engine()[2]
-        self.readouts.set_patched_pending(cell)
-        self.controller.submit("patched", readout.patched_readout, dict(
-            model=self.model, pair=pair, target=s.target, index=tuple(index), direction=s.direction),
-            context=(cell, pair))
-        axes = TARGETS[s.target].axes
-        if "head" in axes and TARGETS[s.target].act not in ("k", "v"):
-            layer, head = index[0], index[axes.index("head")]
-            self.controller.submit("attention", readout.attention_patterns, dict(
-                model=self.model, pair=pair, layer=layer, head=head), context=(layer, head))
-
-    def _done_patched(self, out: Outcome) -> None:
-        cell, pair = out.context
-        if out.error:
-            self.readouts.set_patched(None, f"{cell} (failed: {out.error})", "", "")
-        else:
-            self.readouts.set_patched(out.value, cell, pair.answer, pair.wrong)
-        self.patched_readout = out.value
-
-    def _done_attention(self, out: Outcome) -> None:
-        if not out.error:
-            self.readouts.set_attention(*out.context, out.value)
-
-    # -- decomposition --------------------------------------------------------------------
     @Slot()
-    def run_decompose(self) -> None:
+    def run_decompose(self) -> bool:
         if not self.validate():
             self.decompose_view.note.setText("Fix the prompt pair first.")
+            return False
+        return self.decompose_presenter.run()
+
+    # -- settings and sessions ------------------------------------------------------------
+    def restore_settings(self) -> None:
+        settings_service.restore(self.qsettings, self, self.model_panel, self.experiment, self.heatmap)
+
+    def save_settings(self) -> None:
+        settings_service.save(self.qsettings, self, self.model_panel, self.experiment, self.heatmap)
+
+    def session_settings(self) -> dict:
+        return dict(vars(self.experiment.settings()), colour_blind=self.heatmap.cbd.isChecked())
+
+    def apply_session(self, session) -> None:
+        """Show a session; loads its model if another one is loaded."""
+        self.experiment.set_settings(session.settings)
+        self.heatmap.cbd.setChecked(bool(session.settings.get("colour_blind", False)))
+        sessions.apply_session(self.state, session)
+        name = session.model.get("name")
+        info = self.model_info()
+        if name and (info is None or info.name != name):
+            self.load_model(name, "auto", session.model.get("dtype", "float32"),
+                            session.model.get("processing", "compat"))
+
+    def open_session(self, path: str | Path) -> bool:
+        """Open a ``.patchlab`` file; a bad file shows a message and changes nothing."""
+        try:
+            session = sessions.load(path)
+        except PatchlabError as exc:
+            self.show_error("Cannot open session", str(exc))
+            return False
+        self.apply_session(session)
+        self.session_path = Path(path)
+        self._add_recent_session(str(path))
+        self.notify(f"Opened {path}", 5000)
+        return True
+
+    def save_session(self, path: str | Path) -> bool:
+        try:
+            sessions.save(self.state, self.session_settings(), path)
+        except PatchlabError as exc:
+            self.show_error("Cannot save session", str(exc))
+            return False
+        self.session_path = Path(path)
+        self._add_recent_session(str(path))
+        self.notify(f"Saved {path}", 5000)
+        return True
+
+    def autosave(self) -> None:
+        if self.autosave_path is None:
             return
-        pair = self.pair_editor.current_pair()
-        self.decompose_view.note.setText("decomposing\u2026")
-        self.experiment.set_progress(0, 2, 0.0, unit="runs", note="Decomposition: ")
-        self.controller.submit("decompose", _engine()[3].iter_decompose,
-                               dict(model=self.model, pair=pair, stop=None), context=pair)
+        try:
+            sessions.save(self.state, self.session_settings(), self.autosave_path)
+        except PatchlabError:
+            pass  # quitting must not be blocked by a full disk; nothing else to lose here
 
-    def _done_decompose(self, out: Outcome) -> None:
-        if out.error:
-            self.decompose_view.note.setText(f"Decomposition failed: {out.error}")
-            self.last_error = out.error
-            return
-        self.decomposition = out.value
-        self.show_decomposition()
-        self.experiment.set_progress(2, 2, out.value.meta.get("elapsed_s", 0.0), unit="runs",
-                                     note="Decomposition done: ")
+    def restore_autosave(self) -> bool:
+        if self.autosave_path is None or not Path(self.autosave_path).is_file():
+            return False
+        try:
+            session = sessions.load(self.autosave_path)
+        except PatchlabError as exc:
+            self.notify(f"Previous session not restored: {exc}", 15000)
+            return False
+        self.apply_session(session)
+        return bool(session.model.get("name"))
 
-    def show_decomposition(self) -> None:
-        d = self.decomposition
-        title = (f"{d.meta.get('model', '')} \u00b7 direct logit attribution \u00b7 "
-                 f"{d.meta.get('processing', '')} processing")
-        self.decompose_view.set_result(d, title)
+    def _add_recent_session(self, path: str) -> None:
+        settings_service.add_recent_session(self.qsettings, path)
+        self.file_menu.refresh_recent()
 
-    # -- busy / close ---------------------------------------------------------------------
-    @Slot(str)
-    def _on_busy(self, kind: str) -> None:
-        self.busy_kind = kind
+    # -- exports --------------------------------------------------------------------------
+    def figure(self, name: str):
+        """The graphics view of figure ``name`` (heatmap, scatter, decompose, difference), drawn now."""
+        view = {"heatmap": self.heatmap, "decompose": self.decompose_view, "scatter": self.scatter,
+                "difference": self.difference}[name]
+        if name != "decompose":
+            view.flush()
+        return view.graphics
+
+    def current_figure_name(self) -> str:
+        tab = self.tabs.currentWidget()
+        names = {self.decompose_view: "decompose", self.scatter: "scatter", self.difference: "difference"}
+        return names.get(tab, "heatmap")
+
+    def export_figure(self, path: str | Path, which: str | None = None) -> Path:
+        which = which or self.current_figure_name()
+        return exports.export_figure(self.figure(which), path, which)
+
+    def export_data(self, path: str | Path) -> list[Path]:
+        return exports.export_data(self.state, path, self.current_figure_name())
+
+    def export_all(self, folder: str | Path) -> list[Path]:
+        return exports.export_all(self.state, folder, self.figure, self.session_settings())
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
-        self.save_settings()
-        self.autosave()
-        self.controller.shutdown()
+        try:
+            self.save_settings()
+            self.autosave()
+        finally:
+            self.controller.shutdown()
         super().closeEvent(event)

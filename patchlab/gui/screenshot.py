@@ -58,7 +58,7 @@ def screenshot_main(out_path: str, view: str = "heatmap", model: str | None = No
         if view == "decompose":
             window.tabs.setCurrentWidget(window.decompose_view)
             window.run_decompose()
-            ok = _wait(app, lambda: window.decomposition is not None and window.controller.is_idle(), timeout)
+            ok = _wait(app, lambda: window.state.decomposition is not None and window.controller.is_idle(), timeout)
         else:
             if view == "scatter":
                 window.experiment.set_settings({"target": "attn_head_out_by_pos", "direction": "denoise",
@@ -71,9 +71,9 @@ def screenshot_main(out_path: str, view: str = "heatmap", model: str | None = No
             if not window.run():
                 print(f"Cannot run: {window.pair_editor.message.text()}")
                 return 1
-            ok = _wait(app, lambda: window.result is not None and window.controller.is_idle(), timeout)
+            ok = _wait(app, lambda: window.state.result is not None and window.controller.is_idle(), timeout)
             if ok and view == "readouts":
-                best = window.result.top_cells(1, absolute=True)[0][0]
+                best = window.state.result.top_cells(1, absolute=True)[0][0]
                 window.heatmap.select_cell(best)
                 ok = _wait(app, lambda: window.controller.is_idle(), timeout)
         if not ok:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from patchlab.toy.language import FILLERS, RULES, Document, vocabulary
+from patchlab.toy.specs import SPECS, full_config
 
 IDS = {w: i for i, w in enumerate(vocabulary())}
 
@@ -125,7 +126,6 @@ def make_card(name: str, description: str, model_dir, info: dict, heldout: list[
     """Measure the saved model in ``model_dir`` and return its card (a JSON-able dict)."""
     from patchlab.toy.io import load_bridge
     from patchlab.toy.language import describe_rules
-    from patchlab.toy.train import SPECS, full_config
 
     bridge = load_bridge(model_dir, name=name)
     acc = rule_accuracy(bridge, heldout)

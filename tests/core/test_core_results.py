@@ -30,7 +30,9 @@ def test_csv_is_tidy_one_row_per_cell():
     res = make_result()
     rows = list(csv.DictReader(io.StringIO(res.to_csv())))
     assert len(rows) == 24
-    assert rows[0].keys() == {"layer", "layer_label", "pos", "pos_label", "head", "head_label", "logit_diff"}
+    # 2 pairs: statistics columns follow; p and q need per-pair baselines this result lacks
+    assert rows[0].keys() == {"layer", "layer_label", "pos", "pos_label", "head", "head_label", "logit_diff",
+                              "stderr", "ci_low", "ci_high"}
     r = rows[1 * 12 + 2 * 4 + 1]
     assert (r["layer"], r["pos_label"], r["head_label"]) == ("1", " gave", "L1H1")
     assert float(r["logit_diff"]) == res.values[1, 2, 1]
@@ -93,7 +95,7 @@ def test_prompt_pair_checks():
 def test_targets_follow_transformer_lens_axis_order():
     assert get_target("attn_head_out_by_pos").axes == ("layer", "pos", "head")
     assert get_target("attn_head_pattern_by_pos").axes == ("layer", "head", "pos")
-    assert len(TARGETS) == 15
+    assert len(TARGETS) == 17
     with pytest.raises(InputError, match="Unknown target"):
         get_target("resid")
 

@@ -38,3 +38,13 @@ def pair():
 @pytest.fixture
 def pairs():
     return [patchlab.PromptPair(*p) for p in PAIRS]
+
+
+@pytest.fixture(scope="session")
+def strong_models(tmp_path_factory):
+    """Tiny models with larger random weights: path effects of 1e-2..1e-1, well above float32 noise."""
+    import tiny_models as tm
+
+    folder = tmp_path_factory.mktemp("strong_models")
+    return {arch: patchlab.load_model(str(tm.build(arch, folder, initializer_range=0.3)), device="cpu")
+            for arch in ("gpt2", "neox", "llama")}

@@ -26,7 +26,7 @@ def _expected_shape(model, pair, target):
     t = TARGETS[target]
     n_pos = model.to_tokens(pair.clean).shape[-1]
     heads = model.cfg.n_key_value_heads if t.act in ("k", "v") and model.cfg.n_key_value_heads else model.cfg.n_heads
-    sizes = {"layer": model.cfg.n_layers, "pos": n_pos, "head": heads}
+    sizes = {"layer": model.cfg.n_layers, "pos": n_pos, "head": heads, "neuron": model.cfg.d_mlp}
     return tuple(sizes[a] for a in t.axes)
 
 

@@ -42,6 +42,8 @@ def _cell_sums(target, prod):
     p = prod[0].double()
     if t.act == "pattern":  # [head, dest, src]
         return p.sum(dim=(1, 2)) if t.axes == ("layer", "head") else p.sum(dim=2)
+    if t.act == "post":  # [pos, neuron]: each neuron is a cell
+        return p.sum(dim=0) if t.axes == ("layer", "neuron") else p
     if p.dim() == 2:  # [pos, d_model]
         return p.sum(dim=1)
     return p.sum(dim=(0, 2)) if t.axes == ("layer", "head") else p.sum(dim=2)  # [pos, head, d_head]

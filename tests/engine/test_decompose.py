@@ -20,19 +20,58 @@ def test_components_sum_to_total_logit_difference(model, pair):
         assert len(r["top_k"]) == 10 and r["top_k"][0][1] >= r["top_k"][-1][1]
 
 
-def test_matches_activation_cache_functions(model, pair):
-    """In compatibility mode the values are TL's decompose_resid/stack_head_results/apply_ln_to_stack."""
+def _hand_dla(model, tp, run_tokens):
+    """Direct logit attribution computed by hand from the raw hooks of one run.
+
+    Each component's output at the last position goes through the final norm's scale as the
+    full residual did (centred for LayerNorm, a plain division for RMSNorm), the norm's weight,
+    then onto ``W_U[:, answer] - W_U[:, wrong]``. No ActivationCache helper is used.
+    """
+    cfg = model.cfg
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(run_tokens)
+    params = {n.split(".")[-1]: p.detach().double() for n, p in model.ln_final.named_parameters()}
+    w = params.get("weight", torch.ones(cfg.d_model, dtype=torch.float64))
+    d = (model.W_U[:, tp.answer_id] - model.W_U[:, tp.wrong_id]).detach().double() * w
+    scale = cache["ln_final.hook_scale"][0, -1].double()
+    centre = cfg.normalization_type in ("LN", "LNPre")
+
+    def through_norm(x):
+        x = x.double()
+        if centre:
+            x = x - x.mean(-1, keepdim=True)
+        return (x / scale) @ d
+
+    comps = {"embed": cache["hook_embed"][0, -1]}
+    if "hook_pos_embed" in cache:
+        comps["pos_embed"] = cache["hook_pos_embed"][0, -1]
+    for layer in range(cfg.n_layers):
+        comps[f"{layer}_attn_out"] = cache[f"blocks.{layer}.hook_attn_out"][0, -1]
+        if f"blocks.{layer}.hook_mlp_out" in cache:
+            comps[f"{layer}_mlp_out"] = cache[f"blocks.{layer}.hook_mlp_out"][0, -1]
+    comps = {k: float(through_norm(v)) for k, v in comps.items()}
+    # each head writes z @ W_O (its share of attn_out before the output bias)
+    heads = np.array([[float(through_norm(cache[f"blocks.{layer}.attn.hook_z"][0, -1, h].double()
+                                         @ model.W_O[layer, h].detach().double()))
+                       for h in range(cfg.n_heads)] for layer in range(cfg.n_layers)])
+    total = float(logits[0, -1, tp.answer_id] - logits[0, -1, tp.wrong_id])
+    return comps, heads, total
+
+
+@pytest.mark.parametrize("run", ["clean", "corrupted"])
+def test_matches_a_hand_computation_from_the_cache(model, pair, run):
+    """Components and heads equal the hook outputs through the final norm's scale, dotted with
+    the answer-minus-wrong unembedding (an independent reading of the cache)."""
     res = patchlab.decompose(model, pair)
     tp = tokenize_pair(model, pair)
-    d = (model.W_U[:, tp.answer_id] - model.W_U[:, tp.wrong_id]).detach().double()
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tp.corrupted)
-        comps = cache.apply_ln_to_stack(cache.decompose_resid(layer=-1, pos_slice=-1), layer=-1, pos_slice=-1)
-        heads = cache.apply_ln_to_stack(cache.stack_head_results(layer=-1, pos_slice=-1), layer=-1, pos_slice=-1)
-    ref_comps = (comps[:, 0].double() @ d).numpy()
-    ref_heads = (heads[:, 0].double() @ d).numpy().reshape(model.cfg.n_layers, -1)
-    np.testing.assert_allclose(res.components[1, :-1], ref_comps, atol=1e-4)
-    np.testing.assert_allclose(res.heads[1], ref_heads, atol=1e-4)
+    comps, heads, total = _hand_dla(model, tp, tp.clean if run == "clean" else tp.corrupted)
+    i = res.run_index(run)
+    assert res.total[i] == pytest.approx(total, abs=1e-4)
+    got = dict(zip(res.component_labels, res.components[i]))
+    assert set(got) == set(comps) | {"bias"}
+    for label, value in comps.items():
+        assert got[label] == pytest.approx(value, abs=1e-4), label
+    np.testing.assert_allclose(res.heads[i], heads, atol=1e-4)
 
 
 @pytest.mark.parametrize("arch_name", ["gpt2", "llama"])

@@ -53,7 +53,7 @@ def test_pair_validation_messages(model):
         patchlab.patch(model, P("", "Mary gave", " Mary", " John"), target="resid_pre")
     long = " John" * 80
     with pytest.raises(PairError, match="longer than the model's context"):
-        patchlab.patch(model, P(long, long, " Mary", " John"), target="resid_pre")
+        patchlab.patch(model, P(long, " Mary" + long[5:], " Mary", " John"), target="resid_pre")
     with pytest.raises(PairError, match="Pair 2:"):
         patchlab.patch(model, [P("John gave a drink to", "Mary gave a drink to", " Mary", " John"),
                                P("x", "y", " Mary", " Mary")], target="resid_pre")

@@ -4,8 +4,11 @@ import threading
 
 import pytest
 
-pytest.importorskip("PySide6")
-pytest.importorskip("pytestqt")
+if __import__("os").environ.get("CI", "").lower() in ("1", "true", "yes"):
+    import PySide6  # noqa: F401
+    import pytestqt  # noqa: F401  (in CI a missing GUI test dependency fails, never skips)
+pytest.importorskip("PySide6", reason="PySide6 is not installed: GUI tests skipped")
+pytest.importorskip("pytestqt", reason="pytest-qt is not installed: GUI tests skipped")
 
 from guihelpers import WAIT_MS, wait_idle  # noqa: E402
 from PySide6.QtCore import QSettings, QThreadPool  # noqa: E402

@@ -11,10 +11,10 @@ def wait_idle(qtbot, window, timeout=WAIT_MS):
 
 def wait_result(qtbot, window, timeout=WAIT_MS):
     """Wait for a sweep result; a failure shows its message instead of a bare timeout."""
-    qtbot.waitUntil(lambda: window.result is not None or bool(window.last_error), timeout=timeout)
+    qtbot.waitUntil(lambda: window.state.result is not None or bool(window.last_error), timeout=timeout)
     assert window.last_error is None, window.last_error
     wait_idle(qtbot, window, timeout)
-    return window.result
+    return window.state.result
 
 
 def wait_progress(qtbot, window, timeout=WAIT_MS):

@@ -15,7 +15,7 @@ def run_and_wait(qtbot, w, target=None):
     assert w.run()
     wait_result(qtbot, w)
     wait_idle(qtbot, w)
-    return w.result
+    return w.state.result
 
 
 def test_full_flow(qtbot, window, tmp_path):
@@ -37,12 +37,14 @@ def test_full_flow(qtbot, window, tmp_path):
     point = view.mapFromScene(w.heatmap.cell_scene_pos(layer, pos))
     qtbot.mouseClick(view.viewport(), Qt.LeftButton, pos=point)
     qtbot.waitUntil(lambda: w.heatmap.selected == (layer, pos), timeout=5000)
-    qtbot.waitUntil(lambda: getattr(w, "patched_readout", None) is not None, timeout=WAIT_MS)
+    assert w.state.cell == (layer, pos)
+    rp = w.readout_presenter
+    qtbot.waitUntil(lambda: rp.patched is not None, timeout=WAIT_MS)
     assert "P(answer" in w.readouts.labels["patched"].text()
-    assert f"layer {layer}" in w.readouts.boxes["patched"].title()
+    assert f"layer {layer}" in w.readouts.title("patched")
     # the patched run's logit difference is what the sweep measured for that cell
     ld = result.meta["cell_raw"]["logit_diff"][layer, pos]
-    assert abs(w.patched_readout["logit_diff"] - ld) < 1e-3
+    assert abs(rp.patched["logit_diff"] - ld) < 1e-3
 
     png, svg, csv = tmp_path / "h.png", tmp_path / "h.svg", tmp_path / "h.csv"
     w.export_figure(png, "heatmap")
@@ -67,7 +69,7 @@ def test_full_flow(qtbot, window, tmp_path):
 
 def test_export_failure_is_reported(qtbot, window, tmp_path):
     run_and_wait(qtbot, window, "resid_pre")
-    assert window._try(window.export_figure, tmp_path / "missing" / "x.png") is None
+    assert window.report_errors(window.export_figure, tmp_path / "missing" / "x.png") is None
     assert "does not exist" in window.last_error
 
 
@@ -81,6 +83,6 @@ def test_head_target_and_decompose(qtbot, window):
     qtbot.waitUntil(lambda: w.readouts.attention.isVisible(), timeout=WAIT_MS)
     wait_idle(qtbot, w)
     w.run_decompose()
-    qtbot.waitUntil(lambda: w.decomposition is not None or bool(w.last_error), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: w.state.decomposition is not None or bool(w.last_error), timeout=WAIT_MS)
     assert not w.last_error, w.last_error
-    assert w.decomposition.heads.shape[1] == w.model.cfg.n_layers
+    assert w.state.decomposition.heads.shape[1] == w.model.cfg.n_layers

@@ -11,8 +11,8 @@ from PySide6.QtGui import QImage
 import patchlab
 import patchlab.engine.sweep as sweep_module
 from patchlab.core.pairs import PromptPair
-from patchlab.gui.pair_editor import list_text
 from patchlab.gui.preview import ExactEta, PreviewReady, agreement
+from patchlab.gui.views.pairs_table import COL_PROMPT, list_text
 
 REAL_ITER_PATCH = sweep_module.iter_patch
 TARGET = "attn_head_out_by_pos"
@@ -73,22 +73,22 @@ def test_preview_then_exact(qtbot, window, tmp_path):
     estimate = patchlab.patch(w.model, pairs, target=TARGET, method="attribution")
     assert result.meta["method"] == "exact" and result.meta["complete"]
     np.testing.assert_allclose(result.values, exact.values, atol=1e-4)
-    np.testing.assert_allclose(w.estimate.values, estimate.values, atol=1e-4)
-    assert w.estimate.meta["method"] == "attribution"
+    np.testing.assert_allclose(w.state.estimate.values, estimate.values, atol=1e-4)
+    assert w.state.estimate.meta["method"] == "attribution"
     # the final state is exact: heatmap = result, no hatching, title without "estimate"
-    np.testing.assert_array_equal(w.heatmap._values, result.values)
+    np.testing.assert_array_equal(w.heatmap.values, result.values)
     assert not w.heatmap.estimate_rows and "estimate" not in w.heatmap.title_item.text
 
     # the scatter's data are the two results, cell by cell
     w.scatter.flush()
     e, x, labels = w.scatter.pairs()
-    np.testing.assert_array_equal(e, w.estimate.values.ravel())
+    np.testing.assert_array_equal(e, w.state.estimate.values.ravel())
     np.testing.assert_array_equal(x, result.values.ravel())
     assert labels[0] == result.cell_label((0, 0, 0))
     xs, ys = w.scatter.points.getData()
     np.testing.assert_array_equal(xs, e)
     np.testing.assert_array_equal(ys, x)
-    stats = agreement(w.estimate.values, result.values)
+    stats = agreement(w.state.estimate.values, result.values)
     assert f"top-{stats['k']} agreement {stats['top_k']}/{stats['k']}" in w.scatter.title_item.text
     assert "Pearson r = " in w.scatter.title_item.text
 
@@ -104,7 +104,7 @@ def test_preview_then_exact(qtbot, window, tmp_path):
     assert rows[0].endswith("estimate_logit_diff_recovered,exact_logit_diff_recovered")
     assert len(rows) == 1 + result.values.size
     last = rows[-1].split(",")
-    assert float(last[-2]) == pytest.approx(w.estimate.values.ravel()[-1])
+    assert float(last[-2]) == pytest.approx(w.state.estimate.values.ravel()[-1])
     assert float(last[-1]) == pytest.approx(result.values.ravel()[-1])
     names = {p.name for p in w.export_all(tmp_path)}
     assert {"scatter.png", "scatter.svg", "estimate_vs_exact.csv"} <= names
@@ -114,12 +114,12 @@ def test_cancel_during_preview(qtbot, window, slow_estimate):
     w = window
     w.experiment.set_settings(settings())
     assert w.run()
-    qtbot.waitUntil(lambda: w._run["estimate_values"] is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: w.sweep.live.estimate_values is not None, timeout=WAIT_MS)
     t0 = time.perf_counter()
     w.cancel()
     wait_result(qtbot, w)
     assert time.perf_counter() - t0 < 1.5
-    r = w.result
+    r = w.state.result
     assert r.meta["cancelled"] and r.meta.get("preview_only")
     assert "Cancelled during the preview" in w.experiment.progress_text.text()
     assert not w.heatmap.estimate_rows
@@ -132,12 +132,12 @@ def test_new_run_during_preview_supersedes(qtbot, window, slow_estimate):
     w.controller.done.connect(recorder.record_done)
     w.experiment.set_settings(settings())
     assert w.run()
-    qtbot.waitUntil(lambda: w._run["estimate_values"] is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: w.sweep.live.estimate_values is not None, timeout=WAIT_MS)
     w.experiment.set_settings(settings("attn_head_out_all_pos"))
     assert w.run()
     r = wait_result(qtbot, w)
     assert r.target == "attn_head_out_all_pos" and r.meta["complete"] and r.meta["method"] == "exact"
-    assert w.estimate.target == "attn_head_out_all_pos"
+    assert w.state.estimate.target == "attn_head_out_all_pos"
     assert [o.value for o in seen if o.kind == "sweep"] == [r], "the superseded run must be dropped"
 
 
@@ -153,7 +153,7 @@ def test_preview_failure_is_skipped(qtbot, window, monkeypatch):
     w.experiment.set_settings(settings("resid_pre"))
     assert w.run()
     r = wait_result(qtbot, w)
-    assert r.meta["complete"] and w.estimate is None
+    assert r.meta["complete"] and w.state.estimate is None
     assert "No preview" in w.statusBar().currentMessage()
 
 
@@ -167,7 +167,7 @@ def test_preview_setting_off_and_persisted(qtbot, window):
     w.experiment.set_settings(settings("resid_pre"))
     assert w.run()
     wait_result(qtbot, w)
-    assert w.estimate is None and w.result.meta["complete"]
+    assert w.state.estimate is None and w.state.result.meta["complete"]
     w.experiment.set_settings(settings("resid_pre", method="attribution"))
     assert not w.experiment.preview.isEnabled()
 
@@ -193,14 +193,16 @@ def test_pair_list_keeps_first_word(qtbot, window):
     long = PromptPair("When John and Mary went to the store, John gave a drink to", "x", " Mary", " John")
     text = list_text(1, long)
     assert text.startswith("2: When John") and "\u2026" in text
-    assert window.pair_editor.list.item(0).text().startswith("1: " + window.pair_editor.pairs()[0].clean.split()[0])
+    table = window.pair_editor.table_model
+    shown = table.data(table.index(0, COL_PROMPT))
+    assert shown.startswith("1: " + window.pair_editor.pairs()[0].clean.split()[0])
 
 
 def test_decomposition_progress_reads_done(qtbot, window):
     w = window
     w.run_decompose()
-    qtbot.waitUntil(lambda: w.decomposition is not None or bool(w.last_error), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: w.state.decomposition is not None or bool(w.last_error), timeout=WAIT_MS)
     wait_idle(qtbot, w)
     bar = w.experiment.progress
-    assert bar.value() == bar.maximum() and "runs" in bar.format()
+    assert bar.value() == bar.maximum() and "pairs" in bar.format()
     assert "Decomposition done" in w.experiment.progress_text.text()

@@ -27,12 +27,12 @@ def test_cancel_keeps_partial_heatmap(qtbot, window, slow_sweep):
     print(f"cancel landed after {took * 1000:.0f} ms (the slowed sweep sleeps 400 ms per row)")
     # generous bound (shared machines); partial rows below show it stopped before the end
     assert took < 2.0, "cancel took too long"
-    r = w.result
+    r = w.state.result
     assert r.meta["cancelled"] and not r.meta["complete"]
     done_rows = np.isfinite(r.values).all(axis=1)
     assert done_rows[0] and not done_rows.all(), "the finished rows are kept, the rest is NaN"
     assert "Cancelled" in w.experiment.progress_text.text()
-    assert np.array_equal(np.isfinite(w.heatmap._values), np.isfinite(r.values))
+    assert np.array_equal(np.isfinite(w.heatmap.values), np.isfinite(r.values))
 
 
 def test_close_mid_run(qtbot, make_window, gui_model_name, slow_sweep):
@@ -60,12 +60,12 @@ def test_new_run_supersedes(qtbot, window, slow_sweep):
     assert w.run()
     wait_result(qtbot, w)
     wait_idle(qtbot, w)
-    assert w.result.target == "attn_out" and w.result.meta["complete"]
-    assert w.result.direction == "noise"
+    assert w.state.result.target == "attn_out" and w.state.result.meta["complete"]
+    assert w.state.result.direction == "noise"
     assert "Attention layer output" in w.heatmap.title_item.text
     sweeps = [o for o in seen if o.kind == "sweep"]
     assert len(sweeps) == 1, "the superseded run's result must be dropped"
-    assert sweeps[0].value is w.result
+    assert sweeps[0].value is w.state.result
 
 
 
@@ -73,18 +73,18 @@ def test_bad_pair_is_flagged_inline(qtbot, window):
     w = window
     pair = w.pair_editor.pairs()[0]
     w.pair_editor.corrupted.setText(pair.corrupted + " and then some more words")
-    w.pair_editor._emit_changed()
+    w.pair_editor.commit()
     assert not w.validate()
     assert "same length" in w.pair_editor.message.text()
     assert not w.experiment.run_btn.isEnabled()
     assert not w.run()
-    assert w.controller.is_idle()
+    assert w.state.run_spec is None and w.controller.latest_id("sweep") is None
     w.pair_editor.corrupted.setText(pair.corrupted)
     w.pair_editor.answer.setEditText("")
-    w.pair_editor._emit_changed()
+    w.pair_editor.commit()
     assert not w.validate() and "answer is empty" in w.pair_editor.message.text()
     w.pair_editor.answer.setEditText(pair.answer)
-    w.pair_editor._emit_changed()
+    w.pair_editor.commit()
     assert w.validate() and w.experiment.run_btn.isEnabled()
 
 
@@ -100,7 +100,7 @@ def test_failed_model_load_keeps_previous(qtbot, window, tmp_path):
     assert w.model_panel.load_btn.isEnabled()
     assert w.run()
     wait_result(qtbot, w)
-    assert w.result.meta["complete"]
+    assert w.state.result.meta["complete"]
 
 
 class GapProbe(QObject):
@@ -153,3 +153,29 @@ def test_event_loop_stall(qtbot, window):
           f"{len(w.pair_editor.pairs())} pairs) on {w.model_info().name} ({duration:.2f} s): "
           f"{gap_ms:.1f} ms (median of the per-run maxima {sorted(gaps)[len(gaps) // 2]:.0f} ms)")
     assert gap_ms < 250, f"the GUI froze for {gap_ms:.0f} ms during a sweep"
+
+
+def test_event_loop_stall_with_50_pairs(qtbot, window):
+    """A toy sweep over 50 pairs (preview on): the event loop never stalls for 100 ms."""
+    w = window
+    groups = {}
+    for e in patchlab.examples(w.model_info().name):
+        groups.setdefault(len(w.model.to_str_tokens(e.pair.clean)), []).append(e.pair)
+    base = max(groups.values(), key=len) if groups else w.pair_editor.pairs()
+    w.pair_editor.set_pairs((base * 50)[:50])
+    assert w.validate() and len(w.state.pairs) == 50
+    wait_idle(qtbot, w)
+    w.experiment.preview.setChecked(True)
+    gaps = []
+    for target in ("resid_pre", "attn_head_out_by_pos"):
+        w.experiment.set_settings({"target": target, "direction": "denoise",
+                                   "metric": "logit_diff_recovered", "method": "exact"})
+        probe = GapProbe()
+        probe.timer.start()
+        assert w.run()
+        r = wait_result(qtbot, w)
+        probe.timer.stop()
+        assert r.n_pairs == 50 and r.meta["complete"]
+        gaps.append(probe.max_gap * 1000)
+    print(f"\nevent-loop max gap during toy sweeps over 50 pairs: {max(gaps):.1f} ms ({gaps})")
+    assert max(gaps) < 100, f"the GUI froze for {max(gaps):.0f} ms during a 50-pair sweep"

@@ -5,7 +5,7 @@ import json
 import numpy as np
 from guihelpers import WAIT_MS, wait_idle, wait_result
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QFont, QFontDatabase, QFontMetrics, QImage, QPainter
+from PySide6.QtGui import QColor, QFont, QFontDatabase, QFontMetrics, QImage, QPainter
 
 
 def _run(qtbot, w):
@@ -19,7 +19,7 @@ def test_session_round_trip(qtbot, window, make_window, tmp_path):
     w.experiment.set_settings({"target": "mlp_out" if not getattr(w.model.cfg, "attn_only", False)
                                else "attn_out", "direction": "noise", "metric": "logit_diff",
                                "method": "exact"})
-    w.pair_editor._on_add()
+    w.pair_editor.add_pair()
     _run(qtbot, w)
     path = tmp_path / "exp.patchlab"
     assert w.save_session(path)
@@ -30,10 +30,10 @@ def test_session_round_trip(qtbot, window, make_window, tmp_path):
     wait_idle(qtbot, w2)
     assert w2.pair_editor.pairs() == w.pair_editor.pairs()
     assert w2.experiment.settings() == w.experiment.settings()
-    np.testing.assert_array_equal(w2.result.values, w.result.values)
-    assert w2.result.to_csv() == w.result.to_csv()
-    assert w.estimate is not None  # the preview's estimate and the scatter come back too
-    np.testing.assert_array_equal(w2.estimate.values, w.estimate.values)
+    np.testing.assert_array_equal(w2.state.result.values, w.state.result.values)
+    assert w2.state.result.to_csv() == w.state.result.to_csv()
+    assert w.state.estimate is not None  # the preview's estimate and the scatter come back too
+    np.testing.assert_array_equal(w2.state.estimate.values, w.state.estimate.values)
     np.testing.assert_array_equal(w2.scatter.pairs()[0], w.scatter.pairs()[0])
     assert w2.scatter.pairs()[0].size > 0
     assert w2.model_info().name == w.model_info().name
@@ -43,7 +43,7 @@ def test_session_round_trip(qtbot, window, make_window, tmp_path):
 def test_corrupt_and_newer_session(qtbot, window, tmp_path):
     w = window
     _run(qtbot, w)
-    before = w.result
+    before = w.state.result
     bad = tmp_path / "bad.patchlab"
     bad.write_text('{"format": "patchlab.session", "format_version": 1, "pairs": [{"clean"')
     assert not w.open_session(bad)
@@ -53,7 +53,7 @@ def test_corrupt_and_newer_session(qtbot, window, tmp_path):
                                  "patchlab_version": "9.9"}))
     assert not w.open_session(newer)
     assert "Update patchlab" in w.last_error
-    assert w.result is before  # nothing changed
+    assert w.state.result is before  # nothing changed
 
 
 def test_autosave_restores_on_start(qtbot, make_window, gui_model_name, tmp_path):
@@ -65,7 +65,7 @@ def test_autosave_restores_on_start(qtbot, make_window, gui_model_name, tmp_path
     assert w2.restore_autosave()
     qtbot.waitUntil(lambda: w2.model is not None, timeout=WAIT_MS)
     wait_idle(qtbot, w2)
-    np.testing.assert_array_equal(w2.result.values, w.result.values)
+    np.testing.assert_array_equal(w2.state.result.values, w.state.result.values)
 
 
 def _render(text: str, font: QFont) -> QImage:
@@ -86,6 +86,16 @@ def test_fonts_render_real_glyphs(qtbot, window):
     assert QFontMetrics(font).horizontalAdvance("layer") > 0
     a, b = _render("L", font), _render("W", font)
     tofu_1, tofu_2 = _render("\ue000", font), _render("\ue001", font)
+    assert _ink(a) > 0 and _ink(b) > 0, "a letter draws nothing"
     assert a != b, "different letters render identically: glyphs are boxes"
-    assert a != tofu_1, "a letter renders as the missing-glyph box"
-    assert tofu_1 == tofu_2 or a != tofu_2
+    # two private-use code points have no glyph: whatever is drawn for them (a box, or
+    # nothing) is the missing-glyph rendering, and no letter may look like it
+    for letter in (a, b):
+        for tofu in (tofu_1, tofu_2):
+            assert letter != tofu, "a letter renders as the missing-glyph box"
+
+
+def _ink(image: QImage) -> int:
+    """Pixels that are not white."""
+    white = QColor(Qt.white).rgb()
+    return sum(image.pixel(x, y) != white for x in range(image.width()) for y in range(image.height()))

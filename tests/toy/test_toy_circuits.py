@@ -39,13 +39,28 @@ def test_toy_default_examples_are_for_the_default_model():
     assert {"ioi", "greater-than", "factual-recall"} <= gpt2
 
 
-def test_toy_attn2_solves_its_clean_examples(model):
-    for ex in load_examples("toy-attn2"):
-        if "NOT solve" in ex.description:
-            continue
-        toks = model.to_tokens(ex.pair.clean)
-        ans = model.to_tokens(ex.pair.answer, prepend_bos=False)[0, 0]
-        assert int(model(toks)[0, -1].argmax()) == int(ans), ex.name
+@pytest.mark.parametrize("name", ["toy-attn2", "toy-solu1"])
+def test_toy_models_solve_their_examples_unless_the_rule_needs_two_layers(name):
+    """Which examples a model solves follows from the language, not from the examples' text:
+    induction needs a previous-token head feeding a later layer, so a 1-layer model fails it
+    (its induction examples must then say they are negative controls); everything else is solved
+    (top-1 is the answer on the clean prompt and the wrong answer on the corrupted one)."""
+    model = patchlab.load_model(name)
+    examples = load_examples(name)
+    needs_two_layers = {"induction"}
+    controls = 0
+    for ex in examples:
+        toks = model.to_tokens([ex.pair.clean, ex.pair.corrupted])
+        top = model(toks)[:, -1].argmax(-1).tolist()
+        ans = int(model.to_tokens(ex.pair.answer, prepend_bos=False)[0, 0])
+        wrong = int(model.to_tokens(ex.pair.wrong, prepend_bos=False)[0, 0])
+        if ex.rule in needs_two_layers and model.cfg.n_layers < 2:
+            controls += 1
+            assert "NOT solve" in ex.description, ex.name
+        else:
+            assert top == [ans, wrong], ex.name
+            assert "NOT solve" not in ex.description, ex.name
+    assert (controls > 0) == (model.cfg.n_layers < 2)  # the 1-layer model has induction examples
 
 
 def test_toy_head_patching_ranks_the_induction_head_first(model, induction_head):

@@ -7,7 +7,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from patchlab.gui.heatmap import CMAPS
+from patchlab.gui.views.heatmap import CMAPS
 
 COLOURS = {"clean": (0, 114, 178), "corrupted": (213, 94, 0)}  # Okabe-Ito: colour-blind safe
 

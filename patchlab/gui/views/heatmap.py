@@ -41,6 +41,18 @@ def plane(values: np.ndarray, axes: tuple[str, ...], pos: int) -> tuple[np.ndarr
     return out, "head"
 
 
+def plane_mask(mask: np.ndarray, values: np.ndarray, axes: tuple[str, ...], pos: int) -> np.ndarray:
+    """The cells of ``mask`` that :func:`plane` shows (same position choice per cell)."""
+    if len(axes) == 2:
+        return mask
+    p = axes.index("pos")
+    if pos != ALL_POS:
+        return np.take(mask, pos, axis=p)
+    moved = np.moveaxis(values, p, -1)
+    idx = np.abs(np.where(np.isfinite(moved), moved, 0.0)).argmax(axis=-1)
+    return np.take_along_axis(np.moveaxis(mask, p, -1), idx[..., None], axis=-1)[..., 0]
+
+
 def symmetric_limit(values: np.ndarray, metric: str) -> float:
     finite = np.abs(values[np.isfinite(values)])
     m = float(finite.max()) if finite.size else 0.0
@@ -71,6 +83,7 @@ class HeatmapView(QWidget):
         self._selected: tuple[int, ...] | None = None
         self._estimate_rows: frozenset[int] = frozenset()
         self._hatches: list[QGraphicsRectItem] = []
+        self._significant: np.ndarray | None = None  # cells drawn at full strength
         self._drawn: dict[str, object] = {}  # what the last redraw set (see _set_once)
 
         self.graphics = pg.GraphicsLayoutWidget()
@@ -83,6 +96,9 @@ class HeatmapView(QWidget):
         self.plot.setMouseEnabled(x=False, y=False)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
+        self.fade = pg.ImageItem(axisOrder="row-major")  # veils cells that are not significant
+        self.fade.setZValue(4)
+        self.plot.addItem(self.fade)
         self.colorbar = pg.ColorBarItem(values=(-1, 1), colorMap=CMAPS[False], interactive=False,
                                         width=15, label="")
         self.colorbar.setImageItem(self.image)
@@ -102,6 +118,8 @@ class HeatmapView(QWidget):
         self.pos_box.currentIndexChanged.connect(self._on_pos_changed)
         self.cbd = QCheckBox("Colour-blind-safe colours")
         self.cbd.toggled.connect(self._on_cmap_toggled)
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
         self.hover = QLabel(" ")
         self.hover.setTextInteractionFlags(Qt.TextSelectableByMouse)
         bar = QHBoxLayout()
@@ -114,8 +132,10 @@ class HeatmapView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(bar)
         lay.addWidget(self.graphics, 1)
+        lay.addWidget(self.legend)
         lay.addWidget(self.hover)
         self._set_pos_visible(False)
+        self.legend.setVisible(False)
         self._show_empty()
 
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
@@ -130,6 +150,7 @@ class HeatmapView(QWidget):
                  *, metric: str, title: str) -> None:
         """Show ``values`` (NaN = not computed yet); cheap, the redraw happens on a timer."""
         new_shape = self._values is None or self._values.shape != values.shape or self._axes != tuple(axes)
+        new_pos = labels.get("pos") != self._labels.get("pos")
         self._values = values
         self._axes = tuple(axes)
         self._labels = labels
@@ -139,7 +160,24 @@ class HeatmapView(QWidget):
             self._selected = None
             self.marker.setVisible(False)
             self._fill_positions()
+        elif new_pos:  # the same grid for another pair: keep the chosen position
+            keep = self.pos_box.currentIndex()
+            self._fill_positions()
+            self.pos_box.blockSignals(True)
+            self.pos_box.setCurrentIndex(keep)
+            self.pos_box.blockSignals(False)
         self._dirty = True
+
+    def set_significance(self, mask: np.ndarray | None, legend: str = "") -> None:
+        """Fade the cells where ``mask`` is False (None: no statistics, nothing faded)."""
+        self._significant = None if mask is None else np.asarray(mask, dtype=bool)
+        self.legend.setText(legend)
+        self.legend.setVisible(bool(legend))
+        self._dirty = True
+
+    @property
+    def significant(self) -> np.ndarray | None:
+        return self._significant
 
     def set_estimate_rows(self, rows) -> None:
         """Layer rows that still show the attribution estimate (drawn hatched)."""
@@ -152,6 +190,16 @@ class HeatmapView(QWidget):
     def title(self) -> str:
         """The title of the latest data (drawn on the next throttled redraw)."""
         return self._title
+
+    @property
+    def position_labels(self) -> list[str]:
+        """The position labels of the data shown (empty without a position axis)."""
+        return list(self._labels.get("pos", []))
+
+    @property
+    def values(self) -> np.ndarray | None:
+        """The array drawn (the latest given to :meth:`set_data`)."""
+        return self._values
 
     @property
     def estimate_rows(self) -> frozenset[int]:
@@ -181,6 +229,7 @@ class HeatmapView(QWidget):
 
     def clear(self) -> None:
         self._values = None
+        self.set_significance(None)
         self._drawn.pop("title", None)
         self._drawn.pop("shape", None)
         self._estimate_rows = frozenset()
@@ -191,6 +240,11 @@ class HeatmapView(QWidget):
         self._selected = None
         self._show_empty()
 
+    def show_message(self, text: str) -> None:
+        """No data: ``text`` instead of a title (e.g. how to get a difference map)."""
+        self.clear()
+        self.title_item.setText(f"<i>{text}</i>")
+
     def _show_empty(self) -> None:
         """No result yet: a hint instead of a title and no meaningless axis numbers."""
         self.title_item.setText("<i>Pick a pair and a target, then Run (Ctrl+Enter): the heatmap "
@@ -200,9 +254,11 @@ class HeatmapView(QWidget):
             self.plot.getAxis(axis).setTicks([[]])
 
     @staticmethod
-    def make_title(model: str, target_label: str, direction: str, metric: str) -> str:
-        return (f"{model} \u00b7 {target_label} \u00b7 {DIRECTIONS.get(direction, direction)}"
-                f" \u00b7 {metric}")
+    def make_title(model: str, target_label: str, direction: str, metric: str, scope: str = "") -> str:
+        """Two short lines (a long single line would set the window's minimum width)."""
+        tail = f" \u00b7 {scope}" if scope else ""
+        return (f"{model} \u00b7 {target_label}<br>{DIRECTIONS.get(direction, direction)}"
+                f" \u00b7 {metric}{tail}")
 
     # -- drawing --------------------------------------------------------------------------
     def current_plane(self) -> tuple[np.ndarray, str] | None:
@@ -241,6 +297,7 @@ class HeatmapView(QWidget):
         if self._set_once("shape", (n_layers, n_x), self.image.setRect, QRectF(0, 0, n_x, n_layers)):
             self.plot.setRange(xRange=(0, n_x), yRange=(0, n_layers), padding=0)
         self._draw_hatches(n_x)
+        self._draw_fade(n_layers, n_x)
         yticks = [(i + 0.5, ylab[i]) for i in range(n_layers)]
         self._set_once("yticks", yticks, self.plot.getAxis("left").setTicks, [yticks])
         self._set_once("ylabel", "layer", self.plot.getAxis("left").setLabel, "layer")
@@ -248,6 +305,21 @@ class HeatmapView(QWidget):
         xname = "position (token)" if xaxis == "pos" else xaxis
         self._set_once("xlabel", xname, self.plot.getAxis("bottom").setLabel, xname)
         self._set_once("title", self._title, self.title_item.setText, self._title)
+
+    def _draw_fade(self, n_layers: int, n_x: int) -> None:
+        sig = self._significant
+        if sig is None or self._values is None or sig.shape != self._values.shape:
+            self.fade.setVisible(False)
+            return
+        pos = self.pos_box.currentData() if self._values.ndim == 3 else ALL_POS
+        shown = plane_mask(sig, self._values, self._axes, ALL_POS if pos is None else pos)
+        bg = self.palette().color(self.backgroundRole())
+        rgba = np.zeros((n_layers, n_x, 4), dtype=np.uint8)
+        rgba[..., :3] = (bg.red(), bg.green(), bg.blue())
+        rgba[..., 3] = np.where(shown, 0, 185)
+        self.fade.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.fade.setRect(QRectF(0, 0, n_x, n_layers))
+        self.fade.setVisible(True)
 
     def _set_once(self, key: str, value, setter, *args) -> bool:
         """Call ``setter(*args)`` when ``value`` differs from the one drawn last; True if called."""

@@ -16,6 +16,13 @@ def readout_html(r: dict | None, answer: str = "", wrong: str = "", k: int = 5) 
     """P(answer), P(wrong), logit difference and top-k tokens as a small HTML table."""
     if not r:
         return "<span style='color:gray'>\u2013</span>"
+    if r.get("n_pairs", 1) > 1:  # a mean over pairs: each pair has its own answer tokens
+        rows = [
+            f"<tr><td>mean P(answer)</td><td align='right'><b>{r['answer_prob']:.3f}</b></td></tr>",
+            f"<tr><td>mean P(wrong)</td><td align='right'>{r['wrong_prob']:.3f}</td></tr>",
+            f"<tr><td>mean logit difference</td><td align='right'>{r['logit_diff']:+.3f}</td></tr>",
+        ]
+        return "<table cellspacing='0' cellpadding='1'>" + "".join(rows) + "</table>"
     rows = [
         f"<tr><td>P(answer {html.escape(repr(answer))})</td><td align='right'><b>{r['answer_prob']:.3f}</b></td></tr>",
         f"<tr><td>P(wrong {html.escape(repr(wrong))})</td><td align='right'>{r['wrong_prob']:.3f}</td></tr>",
@@ -77,20 +84,45 @@ class ReadoutPanel(QWidget):
         self.boxes["patched"].setTitle("Patched run (click a cell)")
         self.attention.setVisible(False)
 
-    def set_runs(self, runs: dict, answer: str, wrong: str) -> None:
+    def title(self, key: str) -> str:
+        """The title of readout ``key`` ("clean", "corrupted", "patched")."""
+        return self.boxes[key].title()
+
+    @property
+    def attention_title(self) -> str:
+        return self.att_title.text
+
+    def set_runs_pending(self, scope: str) -> None:
         for key in ("clean", "corrupted"):
+            self.boxes[key].setTitle(f"{TITLES[key]} \u00b7 {scope}")
+            self.labels[key].setText("<span style='color:gray'>computing\u2026</span>")
+
+    def set_runs(self, runs: dict, answer: str, wrong: str, scope: str = "") -> None:
+        for key in ("clean", "corrupted"):
+            self.boxes[key].setTitle(f"{TITLES[key]} \u00b7 {scope}" if scope else TITLES[key])
             self.labels[key].setText(readout_html(runs.get(key), answer, wrong))
 
-    def set_patched(self, r: dict | None, cell: str, answer: str, wrong: str) -> None:
-        self.boxes["patched"].setTitle(f"Patched run: {cell}" if cell else "Patched run")
+    def set_patched(self, r: dict | None, cell: str, answer: str, wrong: str, scope: str = "") -> None:
+        title = f"Patched run: {cell}" if cell else "Patched run (click a cell)"
+        self.boxes["patched"].setTitle(f"{title} \u00b7 {scope}" if scope else title)
         self.labels["patched"].setText(readout_html(r, answer, wrong))
 
-    def set_patched_pending(self, cell: str) -> None:
-        self.boxes["patched"].setTitle(f"Patched run: {cell}")
+    def set_patched_pending(self, cell: str, scope: str = "") -> None:
+        self.boxes["patched"].setTitle(f"Patched run: {cell}" + (f" \u00b7 {scope}" if scope else ""))
         self.labels["patched"].setText("<span style='color:gray'>computing\u2026</span>")
 
-    def set_attention(self, layer: int, head: int, data: dict) -> None:
-        self.att_title.setText(f"Attention pattern of head L{layer}H{head} (rows: destination, "
+    def clear_attention(self) -> None:
+        self.attention.setVisible(False)
+
+    def set_attention_message(self, text: str) -> None:
+        self.att_title.setText(text)
+        for img in self.att_images.values():
+            img.clear()
+        self.attention.setVisible(True)
+
+    def set_attention(self, layer: int, head: int, data: dict, scope: str = "") -> None:
+        where = f" \u00b7 {scope}" if scope else ""
+        self.att_title.setText(f"Attention pattern of head L{layer}H{head}{where} (rows: destination, "
                                "columns: source)")
         for which in ("clean", "corrupted"):
             pattern = np.asarray(data[which], dtype=np.float64)

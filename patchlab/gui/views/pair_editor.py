@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
     QMenu,
     QPushButton,
     QScrollArea,
+    QTableView,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from patchlab.core.errors import PairError
 from patchlab.core.pairs import PromptPair
+from patchlab.gui.views.pairs_table import PairsTableModel, list_text  # noqa: F401 - re-exported
 
 EMPTY = PromptPair("", "", "", "")
 
@@ -60,18 +62,37 @@ class PairEditor(QWidget):
         Any text changed or a pair was added/removed (debounced).
     suggestRequested(prompt)
         The user asked for answer suggestions for the clean prompt.
+    currentChanged(index)
+        The user picked another pair (0-based).
     """
 
     pairsChanged = Signal()
     suggestRequested = Signal(str)
+    currentChanged = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._pairs: list[PromptPair] = [EMPTY]
+        self._shown = 0
         self._examples: list = []
-        self.list = QListWidget()
-        self.list.setMaximumHeight(64)
-        self.list.currentRowChanged.connect(self._on_row_changed)
+        self.table_model = PairsTableModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.table_model)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.AscendingOrder)
+        self.table.setSelectionBehavior(QTableView.SelectRows)
+        self.table.setSelectionMode(QTableView.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(20)  # fixed row height: no per-row sizing
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(True)
+        header.setDefaultSectionSize(72)
+        header.resizeSection(0, 44)
+        self.table.setMinimumHeight(130)
+        self.table.selectionModel().currentRowChanged.connect(self._on_current_row)
+        self.only_right = QCheckBox("Only pairs the model gets right")
+        self.only_right.setToolTip("Hide pairs whose clean prompt's top next token is not the answer")
+        self.only_right.toggled.connect(self.table_model.set_only_right)
         self.add_btn = QPushButton("Add pair")
         self.add_btn.clicked.connect(self._on_add)
         self.remove_btn = QPushButton("Remove")
@@ -109,7 +130,10 @@ class PairEditor(QWidget):
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
         top = QHBoxLayout()
-        top.addWidget(self.list, 1)
+        left = QVBoxLayout()
+        left.addWidget(self.table, 1)
+        left.addWidget(self.only_right)
+        top.addLayout(left, 1)
         col = QVBoxLayout()
         col.addWidget(self.add_btn)
         col.addWidget(self.remove_btn)
@@ -148,7 +172,7 @@ class PairEditor(QWidget):
         return list(self._pairs)
 
     def current_index(self) -> int:
-        return max(0, self.list.currentRow())
+        return self._shown
 
     def current_pair(self) -> PromptPair:
         return self.pairs()[self.current_index()]
@@ -158,6 +182,27 @@ class PairEditor(QWidget):
         self._refresh_list(current)
         self._show(self.current_index())
         self._emit_changed()
+
+    def set_current(self, index: int) -> None:
+        """Show pair ``index`` (emits nothing: the caller already knows)."""
+        if index == self.current_index() or not 0 <= index < len(self._pairs):
+            return
+        self._store()
+        self._select_row(index)
+        self._show(index)
+
+    def set_current_pair(self, pair: PromptPair) -> None:
+        """Replace the shown pair's texts (as typing would) and report the change."""
+        self._pairs[self.current_index()] = pair
+        self._show(self.current_index())
+        self.commit()
+
+    def add_pair(self) -> None:
+        """Append a copy of the shown pair and show it."""
+        self._on_add()
+
+    def has_examples(self) -> bool:
+        return bool(self._examples)
 
     def set_examples(self, examples: list) -> None:
         """Fill the examples menu (objects with name, rule, description, pair)."""
@@ -198,15 +243,18 @@ class PairEditor(QWidget):
 
     # -- internals ------------------------------------------------------------------------
     def _read(self) -> PromptPair:
-        return PromptPair(self.clean.text(), self.corrupted.text(), self.answer.currentText(),
-                          self.wrong.currentText())
+        """The widgets' texts over the shown pair (its name and group are kept)."""
+        old = self._pairs[self._shown] if 0 <= self._shown < len(self._pairs) else EMPTY
+        return dataclasses.replace(old, clean=self.clean.text(), corrupted=self.corrupted.text(),
+                                   answer=self.answer.currentText(), wrong=self.wrong.currentText())
 
     def _store(self) -> None:
-        i = self.current_index()
+        i = self._shown  # the pair the widgets hold (the list may already show another row)
         if 0 <= i < len(self._pairs):
             self._pairs[i] = self._read()
 
     def _show(self, i: int) -> None:
+        self._shown = i
         p = self._pairs[i]
         self.clean.setText(p.clean)
         self.corrupted.setText(p.corrupted)
@@ -216,35 +264,52 @@ class PairEditor(QWidget):
             box.blockSignals(False)
 
     def _refresh_list(self, current: int = 0) -> None:
-        self.list.blockSignals(True)
-        self.list.clear()
-        for i, p in enumerate(self._pairs):
-            self.list.addItem(list_text(i, p))
-            self.list.item(i).setToolTip(f"{p.clean}  \u2192 {p.answer!r}")
-        self.list.setCurrentRow(min(current, len(self._pairs) - 1))
-        self.list.blockSignals(False)
+        self.table_model.set_pairs(self._pairs)
+        self._shown = min(current, len(self._pairs) - 1)
+        self._select_row(self._shown)
         self.remove_btn.setEnabled(len(self._pairs) > 1)
+
+    def _select_row(self, index: int) -> None:
+        """Highlight pair ``index`` in the table without reporting it."""
+        row = self.table_model.row_of(index)
+        sel = self.table.selectionModel()
+        sel.blockSignals(True)
+        if row is None:
+            sel.clearCurrentIndex()
+        else:
+            self.table.selectRow(row)
+            sel.setCurrentIndex(self.table_model.index(row, 0), sel.SelectionFlag.NoUpdate)
+            self.table.scrollTo(self.table_model.index(row, 0))
+        sel.blockSignals(False)
+        self.table.viewport().update()
 
     @Slot(str)
     def _on_edited(self, _text: str) -> None:
         self._debounce.start()
 
+    def commit(self) -> None:
+        """Report the edits now instead of after the debounce delay."""
+        self._debounce.stop()
+        self._emit_changed()
+
     @Slot()
     def _emit_changed(self) -> None:
         self._store()
-        item = self.list.item(self.current_index())
-        p = self._pairs[self.current_index()]
-        if item is not None:
-            item.setText(list_text(self.current_index(), p))
-            item.setToolTip(f"{p.clean}  \u2192 {p.answer!r}")
+        i = self.current_index()
+        self.table_model.update_pair(i, self._pairs[i])
         self.pairsChanged.emit()
 
-    @Slot(int)
-    def _on_row_changed(self, row: int) -> None:
-        if row < 0:
+    @Slot(QModelIndex, QModelIndex)
+    def _on_current_row(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid():
             return
-        self._show(row)
-        self.pairsChanged.emit()
+        index = self.table_model.pair_index(current.row())
+        if index == self._shown:
+            return
+        self._store()
+        self.table_model.update_pair(self._shown, self._pairs[self._shown])
+        self._show(index)
+        self.currentChanged.emit(index)
 
     @Slot()
     def _on_add(self) -> None:
@@ -270,34 +335,3 @@ class PairEditor(QWidget):
     @Slot()
     def _on_suggest(self) -> None:
         self.suggestRequested.emit(self.clean.text())
-
-
-def list_text(i: int, p: PromptPair, width: int = 48) -> str:
-    """One line for the pair list: the clean prompt cut at a word, an ellipsis where cut."""
-    text = p.clean.strip() or "(empty)"
-    if len(text) > width:
-        cut = text[:width].rsplit(" ", 1)[0] if " " in text[:width] else text[:width]
-        text = cut + " \u2026"
-    return f"{i + 1}: {text}  \u2192 {p.answer!r}"
-
-
-def validate_pairs(model, pairs: list[PromptPair]):
-    """Tokenise every pair; return (tokens of the first pair, error message or "")."""
-    from patchlab.engine.tokens import tokenize_pair
-
-    first = None
-    for i, pair in enumerate(pairs):
-        try:
-            tp = tokenize_pair(model, pair)
-        except PairError as exc:
-            prefix = f"Pair {i + 1}: " if len(pairs) > 1 else ""
-            if first is None and pair.clean.strip() and pair.corrupted.strip():
-                try:  # still show how the prompts tokenise, so the mismatch is visible
-                    first = ([str(t) for t in model.to_str_tokens(pair.clean)],
-                             [str(t) for t in model.to_str_tokens(pair.corrupted)])
-                except Exception:  # noqa: BLE001 - the message below is what matters
-                    first = None
-            return first, prefix + str(exc)
-        if first is None:
-            first = (tp.clean_str, tp.corrupted_str)
-    return first, ""
