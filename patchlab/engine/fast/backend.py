@@ -42,7 +42,7 @@ SKIP_SHARED_PREFIX = True
 # rows still stream to the display
 WAVE_MIN_YIELDS = 2
 # most pairs per group: more adds memory for base runs without larger useful matmuls
-MAX_GROUP = 16
+MAX_GROUP = 8
 
 _WEIGHTS: weakref.WeakKeyDictionary[Any, tuple[Any, FastWeights]] = weakref.WeakKeyDictionary()
 _STATE: dict[int, dict[str, Any]] = {}
@@ -275,7 +275,8 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
         prow_all = torch.from_numpy(pr).to(device)
         answer = torch.tensor([ctx.pairs[p].answer_id for p in groups[gi]], device=device)
         wrong = torch.tensor([ctx.pairs[p].wrong_id for p in groups[gi]], device=device)
-        todo = list(chunks(starts[ce], n_pos, bs))
+        # largest chunks (earliest starts) first: the row's peak memory, or an OOM, comes at once
+        todo = chunks(starts[ce], n_pos, bs)[::-1]
         while todo:
             check_stop(stop)
             idx = todo.pop(0)
