@@ -12,6 +12,7 @@ import numpy as np
 
 from patchlab._version import __version__
 from patchlab.core.errors import Cancelled, InputError
+from patchlab.core.gqa import kv_labels, kv_meta
 from patchlab.core.metrics import RAW, aggregate, base_metric, check_method
 from patchlab.core.pairs import PromptPair
 from patchlab.core.result import PatchResult
@@ -45,24 +46,33 @@ def _labels(ctx: SweepContext) -> dict[str, list[str]]:
     if "head" in ctx.target.axes:
         n = ctx.row_shape[ctx.target.axes.index("head") - 1]
         labels["head"] = [f"H{h}" for h in range(n)]
+        if _kv_heads(ctx):  # grouped-query k/v: one cell per key/value head (issue 13)
+            labels["head"] = kv_labels(int(ctx.model.cfg.n_heads), n)
     return labels
+
+
+def _kv_heads(ctx: SweepContext) -> bool:
+    n = ctx.row_shape[ctx.target.axes.index("head") - 1] if "head" in ctx.target.axes else 0
+    return ctx.target.uses_kv_heads and 0 < n < int(ctx.model.cfg.n_heads)
 
 
 def _pick_backend(ctx: SweepContext, engine: str):
     """The exact backend to run: the fast path when it applies, else the generic one."""
-    if engine in ("auto", "fast"):
-        try:
-            from patchlab.engine import fast  # noqa: PLC0415 - optional fast path
-        except ImportError:
-            fast = None
-        if fast is not None and hasattr(fast, "unsupported_reason"):
-            reason = fast.unsupported_reason(ctx)
-            if reason is None:
-                return fast, ""
-            if engine == "fast":
-                raise InputError(f"The fast engine does not apply here: {reason}")
-            return generic, reason
-    return generic, ""
+    if engine not in ("auto", "fast"):
+        return generic, ""
+    try:
+        from patchlab.engine import fast  # noqa: PLC0415 - optional fast path
+    except ImportError as exc:
+        # a broken install must not pass for a slow-but-fine run: say so, or refuse when asked
+        if engine == "fast":
+            raise InputError(f"The fast engine cannot be imported ({exc}); use engine='auto' or 'generic'.") from exc
+        return generic, f"the fast engine could not be imported ({exc})"
+    reason = fast.unsupported_reason(ctx)
+    if reason is None:
+        return fast, ""
+    if engine == "fast":
+        raise InputError(f"The fast engine does not apply here: {reason}")
+    return generic, reason
 
 
 def _meta(ctx: SweepContext, path: str, fallback: str) -> dict[str, Any]:
@@ -130,7 +140,12 @@ def iter_patch(
         ctx = prepare(model, pairs, target=target, metric=metric, direction=direction, method=method,
                       cache_base=method == "attribution")
     else:
-        ctx = _reuse(context, model, target, metric, direction, method)
+        ctx = _reuse(context, model, pairs, target, metric, direction, method)
+    if method == "exact":
+        # issue 13: refuse targets whose edits TransformerLens discards (never draw them as zeros)
+        from patchlab.engine.probe import check_reaches_output  # noqa: PLC0415
+
+        check_reaches_output(ctx)
     bm = base_metric(metric)
     per_pair_raw = {q: np.full((len(ctx.pairs), *ctx.shape), np.nan) for q in RAW}
 
@@ -175,17 +190,30 @@ def iter_patch(
     values, per_pair = aggregate(metric, per_pair_raw[bm], ctx.base_raw[bm], ctx.source_raw[bm])
     meta = _meta(ctx, getattr(backend, "NAME", backend.__name__), fallback)
     meta["elapsed_s"] = time.perf_counter() - t0
-    meta["complete"] = not cancelled and done == ctx.n_cells
+    # a NaN left in any cell means a row was not (fully) computed: never call that complete
+    meta["complete"] = not cancelled and done == ctx.n_cells and not np.isnan(per_pair_raw[bm]).any()
     meta["cancelled"] = cancelled
     meta["cell_raw"] = {q: per_pair_raw[q].mean(axis=0) for q in RAW}
+    if _kv_heads(ctx):
+        meta.update(kv_meta(int(ctx.model.cfg.n_heads), ctx.row_shape[ctx.target.axes.index("head") - 1]))
     return PatchResult(values=values, axes=ctx.target.axes, labels=_labels(ctx), per_pair=per_pair, meta=meta)
 
 
-def _reuse(ctx: SweepContext, model: Any, target: str, metric: str, direction: str, method: str) -> SweepContext:
+def _reuse(ctx: SweepContext, model: Any, pairs: PromptPair | Sequence[PromptPair], target: str, metric: str,
+           direction: str, method: str) -> SweepContext:
     """A prepared context for another method, after checking it was made for this sweep."""
     check_method(method)
-    if ctx.model is not model or (ctx.target.name, ctx.metric, ctx.direction) != (target, metric, direction):
-        raise InputError("The prepared context was made for another model, target, metric or direction.")
+    if ctx.model is not model:
+        raise InputError("The prepared context was made for another model: prepare it again for this one.")
+    asked = [pairs] if isinstance(pairs, PromptPair) else list(pairs)
+    if [tp.pair for tp in ctx.pairs] != asked:
+        raise InputError(f"The prepared context was made for other prompt pairs ({len(ctx.pairs)} pair(s)); "
+                         f"prepare it again for these {len(asked)} pair(s).")
+    for name, have, want in (("target", ctx.target.name, target), ("metric", ctx.metric, metric),
+                             ("direction", ctx.direction, direction)):
+        if have != want:
+            raise InputError(f"The prepared context was made for {name} {have!r}, not {want!r}: "
+                             f"prepare it again, or ask for {name} {have!r}.")
     if method == "attribution" and not ctx.base_caches:
         raise InputError("Attribution needs a context prepared with cache_base=True.")
     return dataclasses.replace(ctx, method=method)

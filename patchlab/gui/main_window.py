@@ -228,6 +228,9 @@ class MainWindow(QMainWindow):
             self.notify("Fix the prompt pair first (see the message under it).", 5000)
             return False
         s = self.experiment.settings()
+        mixed = self.pairs_presenter.mixed_lengths(s.target)
+        if mixed and not self._offer_length_group(mixed):
+            return False
         st = self.state
         preview = s.method == "exact" and self.experiment.preview.isChecked()
         spec = RunSpec(model=self.model_info().name, pairs=tuple(st.pairs), target=s.target,
@@ -242,6 +245,17 @@ class MainWindow(QMainWindow):
         else:
             self.controller.submit("sweep", _engine()[1].iter_patch, dict(kwargs, method=spec.method))
         return True
+
+    def _offer_length_group(self, message: str) -> bool:
+        """Mixed token lengths on a by-position target: say which, offer the largest group."""
+        self.pair_editor.show_message(message)
+        if self.quiet or QMessageBox.question(
+                self, "Pairs of different lengths", message + "\n\nKeep only the largest group and run?"
+        ) != QMessageBox.Yes:
+            self.last_error = message
+            return False
+        self.pairs_presenter.keep_largest_length_group()
+        return self.validate()
 
     @Slot()
     def cancel(self) -> None:

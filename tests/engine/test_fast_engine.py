@@ -53,7 +53,7 @@ def test_unpatched_forward_matches_the_bridge_logits(model, pair):
     w = backend.weights_for(model)
     ctx = prepare(model, pair, target="resid_pre")
     with torch.inference_mode():
-        ours = backend.base_run(w, ctx.pairs[0].clean).last_logits
+        ours = backend.base_run(w, ctx.pairs[0].clean).last_logits[0]
         theirs = model(ctx.pairs[0].clean)[0, -1]
     np.testing.assert_allclose(torch.log_softmax(ours, -1), torch.log_softmax(theirs, -1), atol=1e-4)
 
@@ -106,7 +106,7 @@ def test_cells_in_the_shared_prefix_take_the_base_value_without_a_forward_pass(m
                                " Mary", " John")
     calls = []
     real = backend.run_cells
-    monkeypatch.setattr(backend, "run_cells", lambda *a: calls.append(a[4]) or real(*a))
+    monkeypatch.setattr(backend, "run_cells", lambda *a: calls.append(a[5]) or real(*a))
     res = patchlab.patch(model, pair, target="resid_pre", metric="logit_diff")
     ctx = prepare(model, pair, target="resid_pre")
     shared = backend.shared_prefix(ctx.pairs[0].clean, ctx.pairs[0].corrupted)

@@ -109,3 +109,18 @@ def test_toy_direct_path_shows_the_bigram_table():
         best = VERBS[int(np.argmax(row))]
         hits += best == max(BIGRAMS[name], key=BIGRAMS[name].get)
     assert hits >= 5, hits
+
+
+def test_token_axes_take_the_pairs_tokens_then_the_users(tiny_models):
+    model = tiny_models["gpt2"]
+    pair = patchlab.PromptPair("John gave a drink to", "Mary gave a drink to", " Mary", " John")
+    m = direct_path(model, tokens=[" the", " Mary"], pairs=[pair])
+    pair_ids = model.to_tokens(pair.clean, prepend_bos=False)[0].tolist()
+    expected = [model.tokenizer.decode([i]) for i in dict.fromkeys(
+        pair_ids + model.to_tokens(pair.corrupted, prepend_bos=False)[0].tolist()
+        + [model.to_single_token(" Mary"), model.to_single_token(" John")])]
+    n = len(expected)
+    assert m.row_labels[:n] == expected and m.row_groups[:n] == ["pairs"] * n
+    assert m.row_labels[n:] == [" the"] and m.row_groups[n:] == ["tokens"]  # " Mary" already there
+    with pytest.raises(InputError, match="single token"):
+        direct_path(model, tokens=[" the cat sat"])

@@ -47,3 +47,22 @@ def test_custom_template_dialog(qtbot):
     for p in pairs:  # IO and S differ, so the two prompts differ and the answers are the names
         assert p.clean != p.corrupted and p.answer != p.wrong
         assert p.clean.startswith(f"When{p.answer} and{p.wrong}")
+
+
+def test_mixed_lengths_on_a_by_position_target(qtbot, window):
+    w = window
+    from patchlab.engine.pairgen import available_generators
+
+    assert w.file_menu.generate(available_generators(w.model)[0], 12, 3)
+    lengths = [len(t[0]) for t in w.state.tokens]
+    assert len(set(lengths)) > 1, "the toy rule gives pairs of several lengths"
+    w.experiment.set_settings({"target": "resid_pre", "direction": "denoise",
+                               "metric": "logit_diff", "method": "exact"})
+    assert not w.run() and w.state.run_spec is None
+    assert "position axis" in w.last_error and "pairs" in w.pair_editor.message.text()
+    common = max(set(lengths), key=lengths.count)
+    kept = w.pairs_presenter.keep_largest_length_group()
+    assert len(kept) == lengths.count(common) and {len(t[0]) for t in w.state.tokens} == {common}
+    w.last_error = None
+    assert w.run()
+    assert wait_result(qtbot, w).n_pairs == len(kept)

@@ -1,4 +1,11 @@
-"""The fast exact backend: verification against the bridge, batching, the row loop."""
+"""The fast exact backend: verification against the bridge, batching, the row loop.
+
+Pairs of one token length run in groups: one forward pass carries cells of every pair of the
+group (batch row ``i`` patches pair ``prow[i]``). Each yielded layer row covers every pair.
+The unpatched runs a group needs are kept for the whole sweep only when every pair fits one
+group; otherwise each group's runs are recomputed per wave and freed, so memory does not grow
+with the number of pairs.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +20,16 @@ import torch
 from patchlab.core.metrics import RAW
 from patchlab.engine.context import StopFlag, SweepContext, check_stop, hook_name, source_and_base
 from patchlab.engine.fast.entries import cell_start, dense_entry, run_cells
-from patchlab.engine.fast.forward import BaseRun, base_run, run_wave
+from patchlab.engine.fast.forward import BaseRun, base_run, run_wave, stopping
 from patchlab.engine.fast.weights import FastWeights, Unsupported, extract
-from patchlab.engine.memory import choose_batch, is_oom
+from patchlab.engine.memory import budget_bytes, choose_batch, is_oom
 from patchlab.engine.quantities import last_quantities
 
 NAME = "fast-torch"
-TOL = 1e-4
+# self-check tolerance per weight dtype: several units in the last place of a half type (the two
+# forwards round in different orders: 1e-3 measured in bfloat16 on tiny models), 1e-4 in float32
+TOLS = {torch.float32: 1e-4, torch.float64: 1e-6, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+TOL = TOLS[torch.float32]
 # merge cells with different start positions while the extra recomputed work stays small
 MERGE_SLACK = 0.25
 MIN_TOKENS = 96
@@ -31,27 +41,37 @@ SKIP_SHARED_PREFIX = True
 # all-position head sweeps run several layers per wave, but in at least this many waves so
 # rows still stream to the display
 WAVE_MIN_YIELDS = 2
+# most pairs per group: more adds memory for base runs without larger useful matmuls
+MAX_GROUP = 8
 
 _WEIGHTS: weakref.WeakKeyDictionary[Any, tuple[Any, FastWeights]] = weakref.WeakKeyDictionary()
 _STATE: dict[int, dict[str, Any]] = {}
 
 
+def _weights_key(model: Any) -> tuple:
+    """What the extracted weights depend on: processing, and every parameter's identity,
+    device, dtype and version (``model.to(...)``, a reload or an in-place edit all change it)."""
+    params = tuple((id(p), p.device, p.dtype, p._version) for p in model.parameters())
+    return bool(getattr(model, "compatibility_mode", False)), str(getattr(model.cfg, "dtype", "")), params
+
+
 def weights_for(model: Any) -> FastWeights:
-    """Extracted weights, cached per model (re-read if the processing mode changed)."""
-    key = (bool(getattr(model, "compatibility_mode", False)), str(getattr(model.cfg, "dtype", "")))
+    """Extracted weights (views of the bridge's parameters), cached per model and key."""
+    key = _weights_key(model)
     hit = _WEIGHTS.get(model)
     if hit is not None and hit[0] == key:
         return hit[1]
-    with torch.inference_mode():
+    _WEIGHTS.pop(model, None)
+    with torch.no_grad():
         w = extract(model)
     _WEIGHTS[model] = (key, w)
     return w
 
 
 def run_activation(run: BaseRun, act: str, layer: int) -> torch.Tensor:
-    """This run's activation in the bridge hook's layout (batch dim dropped)."""
+    """This run's activation in the bridge hook's layout ``[P, ...]``."""
     if act in ("q", "k", "v"):
-        return getattr(run, act)[layer].transpose(0, 1)
+        return getattr(run, act)[layer].transpose(1, 2)
     field = {"resid_pre": "pre", "resid_mid": "mid", "resid_post": "post", "attn_out": "attn",
              "mlp_out": "mlp", "z": "z", "pattern": "pattern"}[act]
     return getattr(run, field)[layer]
@@ -59,37 +79,62 @@ def run_activation(run: BaseRun, act: str, layer: int) -> torch.Tensor:
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> float:
     """Max abs difference, scaled by the reference's magnitude when that is above 1."""
-    b = b.to(a.dtype)
+    a, b = a.double(), b.double()
     return float((a - b).abs().max()) / max(1.0, float(b.abs().max()))
 
 
-def _verify(ctx: SweepContext, w: FastWeights) -> tuple[str | None, list[BaseRun]]:
-    """Compare our unpatched runs with the bridge's (logits and target activations)."""
-    bases = []
+def base_bytes(w: FastWeights, n_pos: int) -> int:
+    """Bytes of one pair's :class:`BaseRun` (every layer's intermediates, patterns included)."""
+    d, H, Hkv, dh, T = int(w.W_E.shape[1]), w.n_heads, w.n_kv, w.d_head, n_pos
+    per_layer = 5 * T * d + 2 * H * T * dh + 3 * Hkv * T * dh + T * H * dh + H * T * T
+    return len(w.layers) * per_layer * w.W_E.element_size()
+
+
+def pair_groups(ctx: SweepContext, w: FastWeights) -> list[list[int]]:
+    """Pairs of one token length in groups whose base runs take at most half the budget."""
+    by_len: dict[int, list[int]] = {}
     for p, tp in enumerate(ctx.pairs):
-        runs = {}
+        by_len.setdefault(tp.n_pos, []).append(p)
+    out = []
+    for n, ps in by_len.items():
+        k = max(1, min(MAX_GROUP, budget_bytes(ctx.base_tokens(0).device) // 2 // max(1, base_bytes(w, n))))
+        out += [ps[i : i + k] for i in range(0, len(ps), k)]
+    return out
+
+
+def _group_tokens(ctx: SweepContext, group: list[int], which: str) -> torch.Tensor:
+    return torch.cat([ctx.pairs[p].tokens(which) for p in group])
+
+
+def _verify(ctx: SweepContext, w: FastWeights, groups: list[list[int]]) -> tuple[str | None, list[BaseRun | None]]:
+    """Compare our unpatched runs with the bridge's (logits and target activations), per pair."""
+    tol = TOLS.get(w.dtype, TOLS[torch.float16])
+    src_name, base_name = source_and_base(ctx.direction)
+    bases: list[BaseRun | None] = []
+    for group in groups:
         with torch.inference_mode():
-            for which in ("clean", "corrupted"):
-                runs[which] = base_run(w, tp.tokens(which))
-        for which, ref in (("clean", ctx.clean_raw), ("corrupted", ctx.corrupted_raw)):
-            ours = last_quantities(runs[which].last_logits.unsqueeze(0), tp.answer_id, tp.wrong_id)
-            for q in ("logit_diff", "answer_logprob"):
-                err = abs(float(ours[q][0]) - float(ref[q][p])) / max(1.0, abs(float(ref[q][p])))
-                if not err <= TOL:
-                    return (f"its plain-torch forward pass differs from the bridge's on this model "
-                            f"({q} of the {which} run off by {err:.2g})"), []
-        src_name, base_name = source_and_base(ctx.direction)
-        src_run = runs[src_name]
-        for layer in range(ctx.n_layers):
-            name = hook_name(ctx.target, layer)
-            ref_act = ctx.source_caches[p][name][0]
-            ours_act = run_activation(src_run, ctx.target.act, layer)
-            if ours_act.shape != ref_act.shape:
-                return f"its {name} has shape {tuple(ref_act.shape)}, the fast path expects {tuple(ours_act.shape)}", []
-            err = _close(ours_act, ref_act)
-            if not err <= TOL:
-                return f"its {name} differs from the fast path's by {err:.2g}", []
-        bases.append(runs[base_name])
+            runs = {which: base_run(w, _group_tokens(ctx, group, which)) for which in ("clean", "corrupted")}
+        for i, p in enumerate(group):
+            tp = ctx.pairs[p]
+            for which, ref in (("clean", ctx.clean_raw), ("corrupted", ctx.corrupted_raw)):
+                ours = last_quantities(runs[which].last_logits[i : i + 1], tp.answer_id, tp.wrong_id)
+                for q in ("logit_diff", "answer_logprob"):
+                    err = abs(float(ours[q][0]) - float(ref[q][p])) / max(1.0, abs(float(ref[q][p])))
+                    if not err <= tol:
+                        return (f"its plain-torch forward pass differs from the bridge's on this model "
+                                f"({q} of the {which} run off by {err:.2g}, tolerance {tol:g} in {w.dtype})"), []
+            for layer in range(ctx.n_layers):
+                name = hook_name(ctx.target, layer)
+                ref_act = ctx.source_caches[p][name][0]
+                ours_act = run_activation(runs[src_name], ctx.target.act, layer)[i]
+                if ours_act.shape != ref_act.shape:
+                    return f"its {name} has shape {tuple(ref_act.shape)}, the fast path expects {tuple(ours_act.shape)}", []
+                err = _close(ours_act, ref_act)
+                if not err <= tol:
+                    return f"its {name} differs from the fast path's by {err:.2g} (tolerance {tol:g} in {w.dtype})", []
+        # kept only when one group holds every pair: otherwise recomputed per wave (bounded memory)
+        bases.append(runs[base_name] if len(groups) == 1 else None)
+        del runs
     return None, bases
 
 
@@ -103,21 +148,27 @@ def unsupported_reason(ctx: SweepContext) -> str | None:
         w = weights_for(ctx.model)
     except Unsupported as exc:
         return f"the fast path does not implement this architecture ({exc})"
-    reason, bases = _verify(ctx, w)
+    groups = pair_groups(ctx, w)
+    try:
+        reason, bases = _verify(ctx, w, groups)
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        return f"the fast path ran out of memory during its self-check against the bridge ({exc})"
     if reason is None:
-        _STATE[id(ctx)] = {"weights": w, "bases": bases}
+        _STATE[id(ctx)] = {"weights": w, "groups": groups, "bases": bases}
         weakref.finalize(ctx, _STATE.pop, id(ctx), None)
     return reason
 
 
 def bytes_per_row(ctx: SweepContext, w: FastWeights) -> int:
     cfg = ctx.model.cfg
-    t = ctx.pairs[0].n_pos
+    t = max(tp.n_pos for tp in ctx.pairs)
     d = int(cfg.d_model)
     mlp = int(getattr(cfg, "d_mlp", None) or 4 * d)
     per_pos = 10 * d + 3 * mlp + 3 * w.n_heads * t
     # keys/values of one layer per row, and full-vocab logits of the last position
-    return 4 * (t * per_pos + 2 * t * w.n_kv * w.d_head + 3 * int(cfg.d_vocab))
+    return w.W_E.element_size() * (t * per_pos + 2 * t * w.n_kv * w.d_head) + 4 * 3 * int(cfg.d_vocab)
 
 
 def chunks(starts: np.ndarray, n_pos: int, bs: int) -> list[np.ndarray]:
@@ -158,15 +209,13 @@ def shared_prefix(clean: torch.Tensor, corrupted: torch.Tensor) -> int:
     return int(diff[0, 0]) if len(diff) else int(clean.shape[-1])
 
 
-def _wave_logits(ctx: SweepContext, w: FastWeights, base: BaseRun, p: int, layers: range,
-                 cells: torch.Tensor) -> torch.Tensor:
-    """Logits ``[len(layers) * B, vocab]`` of all-position head cells, layers joined in one wave."""
-    entries = []
-    for layer in layers:
-        src = ctx.source_caches[p][hook_name(ctx.target, layer)][0]
-        stage, x = dense_entry(w, layer, base, src, cells, ctx.target.act)
-        entries.append((layer, stage, x))
-    return run_wave(w, base, entries)
+def _fill_skipped(ctx: SweepContext, raw: dict[str, np.ndarray], p: int, cells_np: np.ndarray, todo: np.ndarray) -> None:
+    """Cells of pair ``p`` not in ``todo`` (inside the shared prefix) take the base run's values."""
+    skipped = np.setdiff1d(np.arange(len(cells_np)), todo)
+    if len(skipped):
+        sel = (p, *cells_np[skipped].T)
+        for k in RAW:
+            raw[k][sel] = ctx.base_raw[k][p]
 
 
 def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -177,80 +226,134 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
         if reason is not None:
             raise RuntimeError(f"The fast engine does not apply: {reason}")
         state = _STATE[id(ctx)]
-    w, bases = state["weights"], state["bases"]
+    w, groups, bases = state["weights"], state["groups"], state["bases"]
     tgt = ctx.target
     device = ctx.base_tokens(0).device
     cells_np = np.array(list(itertools.product(*(range(n) for n in ctx.row_shape))), dtype=np.int64)
     cells_all = torch.from_numpy(cells_np).to(device)
     starts = cell_start(torch.from_numpy(cells_np), tgt.act, tgt.axes).numpy()
-    n_pos = ctx.pairs[0].n_pos
-    bs = batch_size or choose_batch(bytes_per_row(ctx, w), device, limit=ctx.n_layers * len(cells_np))
+    n_pos = max(tp.n_pos for tp in ctx.pairs)
+    cached = bases[0] is not None
+    reserved = 0 if cached else max(len(g) for g in groups) * base_bytes(w, n_pos)
+    bs = batch_size or choose_batch(bytes_per_row(ctx, w), device, limit=ctx.n_layers * len(cells_np) * len(ctx.pairs),
+                                    reserved=reserved)
     # the last position each cell's patch touches: its own position, or every position
     last_pos = starts if "pos" in tgt.axes else np.full(len(cells_np), n_pos - 1)
-    todo_cells, groups = [], []
+    todo_cells = []
     for tp in ctx.pairs:
         shared = shared_prefix(tp.clean, tp.corrupted) if SKIP_SHARED_PREFIX else 0
-        keep = np.nonzero(last_pos >= shared)[0]
-        todo_cells.append(keep)
-        groups.append([keep[g] for g in chunks(starts[keep], n_pos, bs)] if len(keep) else [])
+        todo_cells.append(np.nonzero(last_pos >= shared)[0])
+    # per group: every (pair, cell) row still to compute, as local pair index and cell index
+    g_rows = []
+    for group in groups:
+        pr = np.concatenate([np.full(len(todo_cells[p]), i) for i, p in enumerate(group)]).astype(np.int64)
+        ce = np.concatenate([todo_cells[p] for p in group]).astype(np.int64)
+        g_rows.append((pr, ce))
 
-    def new_raw(n_layers: int) -> dict[str, np.ndarray]:
-        return {q: np.full((n_layers, len(ctx.pairs), *ctx.row_shape), np.nan) for q in RAW}
+    def group_base(gi: int) -> BaseRun:
+        if cached:
+            return bases[gi]
+        with torch.inference_mode(), stopping(stop):
+            return base_run(w, _group_tokens(ctx, groups[gi], source_and_base(ctx.direction)[1]))
 
-    def layer_rows(layer: int, p: int, raw: dict[str, np.ndarray]) -> None:
-        """One layer's cells of pair ``p`` in chunks of ``bs`` rows, halving a chunk on OOM."""
-        tp = ctx.pairs[p]
-        src = ctx.source_caches[p][hook_name(tgt, layer)][0]
-        check_stop(stop)  # also before a layer whose cells are mostly skipped
-        skipped = np.setdiff1d(np.arange(len(cells_np)), todo_cells[p])
-        if len(skipped):
-            sel = (p, *cells_np[skipped].T)
-            for k in RAW:
-                raw[k][sel] = ctx.base_raw[k][p]
-        todo = list(groups[p])
+    def group_src(gi: int, layer: int) -> torch.Tensor:
+        return torch.cat([ctx.source_caches[p][hook_name(tgt, layer)] for p in groups[gi]])
+
+    def store(raw: dict[str, np.ndarray], gi: int, idx: np.ndarray, q: dict[str, np.ndarray]) -> None:
+        pr, ce = g_rows[gi]
+        sel = (np.asarray(groups[gi])[pr[idx]], *cells_np[ce[idx]].T)
+        for k, v in q.items():
+            raw[k][sel] = v
+
+    def layer_rows(layer: int, gi: int, base: BaseRun, raw: dict[str, np.ndarray]) -> None:
+        """One layer's rows of group ``gi`` in chunks of ``bs`` rows, halving a chunk on OOM."""
+        pr, ce = g_rows[gi]
+        check_stop(stop)  # also before a layer whose cells are all skipped
+        if not len(ce):
+            return
+        src = group_src(gi, layer)
+        prow_all = torch.from_numpy(pr).to(device)
+        answer = torch.tensor([ctx.pairs[p].answer_id for p in groups[gi]], device=device)
+        wrong = torch.tensor([ctx.pairs[p].wrong_id for p in groups[gi]], device=device)
+        # largest chunks (earliest starts) first: the row's peak memory, or an OOM, comes at once
+        todo = chunks(starts[ce], n_pos, bs)[::-1]
         while todo:
             check_stop(stop)
             idx = todo.pop(0)
             try:
-                with torch.inference_mode():
-                    logits = run_cells(w, layer, bases[p], src, cells_all[idx], tgt.act, tgt.axes)
-                    q = last_quantities(logits, tp.answer_id, tp.wrong_id)
+                with torch.inference_mode(), stopping(stop):
+                    prow = prow_all[idx]
+                    logits = run_cells(w, layer, base, prow, src, cells_all[ce[idx]], tgt.act, tgt.axes)
+                    q = _quantities(logits, answer[prow], wrong[prow])
             except Exception as exc:
                 if is_oom(exc) and len(idx) > 1:
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
+                    _empty_cache(device)
                     half = len(idx) // 2
                     todo[:0] = [idx[:half], idx[half:]]
                     continue
                 raise
-            sel = (p, *cells_np[idx].T)
-            for k, v in q.items():
-                raw[k][sel] = v
+            store(raw, gi, idx, q)
+
+    def wave(layers: range, gi: int, base: BaseRun, raw: dict[str, np.ndarray]) -> None:
+        """All-position head rows of several layers in one pass; layer by layer on OOM."""
+        pr, ce = g_rows[gi]
+        if not len(ce):
+            return
+        check_stop(stop)
+        prow = torch.from_numpy(pr).to(device)
+        answer = torch.tensor([ctx.pairs[p].answer_id for p in groups[gi]], device=device)[prow]
+        wrong = torch.tensor([ctx.pairs[p].wrong_id for p in groups[gi]], device=device)[prow]
+        try:
+            with torch.inference_mode(), stopping(stop):
+                entries = []
+                for layer in layers:
+                    stage, x = dense_entry(w, layer, base, prow, group_src(gi, layer), cells_all[ce], tgt.act)
+                    entries.append((layer, stage, x))
+                logits = run_wave(w, base, entries)
+                q = _quantities(logits, answer.repeat(len(layers)), wrong.repeat(len(layers)))
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            _empty_cache(device)
+            for i, layer in enumerate(layers):
+                layer_rows(layer, gi, base, {k: v[i] for k, v in raw.items()})
+            return
+        for i in range(len(layers)):
+            part = {k: v[i * len(ce) : (i + 1) * len(ce)] for k, v in q.items()}
+            store({k: v[i] for k, v in raw.items()}, gi, np.arange(len(ce)), part)
 
     # all-position head cells all start at position 0: several layers' rows share one wave
     per = 1
-    if "pos" not in tgt.axes and bs >= len(cells_np):
-        per = max(1, min(bs // len(cells_np), -(-ctx.n_layers // WAVE_MIN_YIELDS)))
+    most = max(len(r[1]) for r in g_rows)
+    if "pos" not in tgt.axes and 0 < most <= bs:
+        per = max(1, min(bs // most, -(-ctx.n_layers // WAVE_MIN_YIELDS)))
     for first in range(0, ctx.n_layers, per):
         layers = range(first, min(ctx.n_layers, first + per))
-        raw = new_raw(len(layers))
-        for p, tp in enumerate(ctx.pairs):
-            if per == 1 or len(todo_cells[p]) < len(cells_np):  # (identical prompts: all no-ops)
-                layer_rows(first, p, {k: v[0] for k, v in raw.items()})
-                continue
+        raw = {q: np.full((len(layers), len(ctx.pairs), *ctx.row_shape), np.nan) for q in RAW}
+        for i in range(len(layers)):
+            for p in range(len(ctx.pairs)):
+                _fill_skipped(ctx, {k: v[i] for k, v in raw.items()}, p, cells_np, todo_cells[p])
+        for gi in range(len(groups)):
             check_stop(stop)
-            try:
-                with torch.inference_mode():
-                    q = last_quantities(_wave_logits(ctx, w, bases[p], p, layers, cells_all), tp.answer_id, tp.wrong_id)
-            except Exception as exc:
-                if not is_oom(exc):
-                    raise
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                for i, layer in enumerate(layers):
-                    layer_rows(layer, p, {k: v[i] for k, v in raw.items()})
-                continue
-            for k, v in q.items():
-                raw[k][:, p] = v.reshape(len(layers), *ctx.row_shape)
+            base = group_base(gi)
+            if per > 1:
+                wave(layers, gi, base, raw)
+            else:
+                layer_rows(first, gi, base, {k: v[0] for k, v in raw.items()})
+            del base  # a recomputed group's runs are freed before the next group's
         for i, layer in enumerate(layers):
             yield layer, {k: v[i] for k, v in raw.items()}
+
+
+def _quantities(logits: torch.Tensor, answer: torch.Tensor, wrong: torch.Tensor) -> dict[str, np.ndarray]:
+    """:func:`last_quantities` with a per-row answer and wrong token."""
+    lse = torch.logsumexp(logits.float(), dim=-1).double()
+    rows_ = torch.arange(logits.shape[0], device=logits.device)
+    a, b = logits[rows_, answer].double(), logits[rows_, wrong].double()
+    out = {"logit_diff": a - b, "answer_logprob": a - lse, "answer_prob": (a - lse).exp(), "wrong_prob": (b - lse).exp()}
+    return {k: out[k].detach().cpu().numpy().copy() for k in RAW}
+
+
+def _empty_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

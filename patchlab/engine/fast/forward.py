@@ -2,40 +2,83 @@
 
 Shapes: residuals ``[batch, n, d_model]`` over positions ``s .. T-1``; per-head tensors
 ``[batch, head, n, d_head]``; patterns ``[batch, head, query, key]``.
+
+A :class:`BaseRun` holds the unpatched runs of several pairs of one token length (leading
+``pair`` dimension); each patched batch row says which pair it belongs to (``prow [B]``), so
+cells of several pairs share one forward pass.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
+from patchlab.core.errors import Cancelled
 from patchlab.engine.fast.weights import FastWeights, Layer
+
+_LOCAL = threading.local()
+
+
+@contextmanager
+def stopping(stop: Callable[[], bool]):
+    """Let :func:`checkpoint` (called between blocks) honour ``stop`` in this thread."""
+    old = getattr(_LOCAL, "stop", None)
+    _LOCAL.stop = stop
+    try:
+        yield
+    finally:
+        _LOCAL.stop = old
+
+
+def checkpoint() -> None:
+    """Raise :class:`Cancelled` when the current sweep's stop flag is set (inside a forward pass)."""
+    stop = getattr(_LOCAL, "stop", None)
+    if stop is not None and stop():
+        raise Cancelled("Stopped.")
+
+
+def rows(t: torch.Tensor, prow: torch.Tensor) -> torch.Tensor:
+    """Per-pair tensor ``t [P, ...]`` read for each batch row (a broadcast view when P is 1)."""
+    return t.expand(prow.shape[0], *t.shape[1:]) if t.shape[0] == 1 else t[prow]
 
 
 @dataclass
 class BaseRun:
-    """Every intermediate of one unpatched run (batch dimension dropped)."""
+    """Every intermediate of the unpatched runs of ``P`` prompts of one length."""
 
-    pre: list[torch.Tensor]  # resid_pre per layer, [T, d]
+    pre: list[torch.Tensor]  # resid_pre per layer, [P, T, d]
     mid: list[torch.Tensor]  # resid_mid (sequential blocks; equals pre + attn)
     post: list[torch.Tensor]
-    attn: list[torch.Tensor]  # attn_out, [T, d]
+    attn: list[torch.Tensor]  # attn_out, [P, T, d]
     mlp: list[torch.Tensor]
-    q: list[torch.Tensor]  # before rotary, [H, T, dh]
-    k: list[torch.Tensor]  # before rotary, [Hkv, T, dh]
+    q: list[torch.Tensor]  # before rotary, [P, H, T, dh]
+    k: list[torch.Tensor]  # before rotary, [P, Hkv, T, dh]
     v: list[torch.Tensor]
     q_rot: list[torch.Tensor]
     k_rot: list[torch.Tensor]
-    z: list[torch.Tensor]  # [T, H, dh]
-    pattern: list[torch.Tensor]  # [H, T, T]
+    z: list[torch.Tensor]  # [P, T, H, dh]
+    pattern: list[torch.Tensor]  # [P, H, T, T]
     cos: torch.Tensor | None  # [T, rotary_dim]
     sin: torch.Tensor | None
-    last_logits: torch.Tensor  # [vocab]
+    last_logits: torch.Tensor  # [P, vocab]
 
     @property
     def n_pos(self) -> int:
+        return int(self.pre[0].shape[1])
+
+    @property
+    def n_pairs(self) -> int:
         return int(self.pre[0].shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        lists = (self.pre, self.mid, self.post, self.attn, self.mlp, self.q, self.k, self.v, self.q_rot,
+                 self.k_rot, self.z, self.pattern)
+        return sum(t.numel() * t.element_size() for lst in lists for t in lst)
 
 
 def rope(x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None, rot: int) -> torch.Tensor:
@@ -49,14 +92,18 @@ def rope(x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None, ro
     return torch.cat((out, xp), dim=-1) if xp.shape[-1] else out
 
 
+def qk_normed(layer: Layer, x: torch.Tensor, which: str) -> torch.Tensor:
+    """Apply the layer's per-head query (``which="q"``) or key norm, if it has one (Qwen3)."""
+    norm = layer.q_norm if which == "q" else layer.k_norm
+    return x if norm is None else norm(x)
+
+
 def qkv(w: FastWeights, layer: Layer, x: torch.Tensor):
     """Pre-rotary q ``[B,H,n,dh]``, k and v ``[B,Hkv,n,dh]`` from residual ``x [B,n,d]``."""
     xn = layer.ln1(x)
-    out = torch.addmm(layer.b_qkv, xn.reshape(-1, xn.shape[-1]), layer.W_qkv)
+    q, k, v = layer.project_qkv(xn.reshape(-1, xn.shape[-1]))
     B, n = x.shape[0], x.shape[1]
-    dh, H, Hkv = w.d_head, w.n_heads, w.n_kv
-    out = out.view(B, n, H + 2 * Hkv, dh).transpose(1, 2)
-    return out[:, :H], out[:, H : H + Hkv], out[:, H + Hkv :]
+    return tuple(t.view(B, n, -1, w.d_head).transpose(1, 2) for t in (q, k, v))
 
 
 def attend(w: FastWeights, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qpos: torch.Tensor):
@@ -74,7 +121,10 @@ def attend(w: FastWeights, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qp
     keys = torch.arange(Tk, device=q.device)
     qp = qpos.view(1, 1, n, 1) if qpos.dim() == 1 else qpos.view(B, 1, n, 1)
     scores = scores.masked_fill(keys.view(1, 1, 1, Tk) > qp, float("-inf"))
-    pattern = torch.softmax(scores, dim=-1)
+    if w.window is not None:  # sliding window (Mistral): only the last `window` keys, self included
+        scores = scores.masked_fill(keys.view(1, 1, 1, Tk) <= qp - w.window, float("-inf"))
+    # softmax in float32 and back, as HF's attention does in half precision
+    pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     z = torch.matmul(pattern.view(B, Hkv, rep * n, Tk), v).view(B, H, n, dh)
     return z.transpose(1, 2), pattern
 
@@ -127,9 +177,9 @@ def rotary_tables(w: FastWeights, n_pos: int, like: torch.Tensor):
 
 
 def base_run(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
-    """Unpatched forward pass of ``tokens [1, T]`` keeping every intermediate."""
+    """Unpatched forward passes of ``tokens [P, T]`` keeping every intermediate."""
     T = int(tokens.shape[-1])
-    x = w.W_E[tokens[0]].unsqueeze(0)
+    x = w.W_E[tokens]
     if w.W_pos is not None:
         x = x + w.W_pos[:T]
     cos, sin = rotary_tables(w, T, x)
@@ -137,9 +187,11 @@ def base_run(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
     keep: dict[str, list[torch.Tensor]] = {k: [] for k in (
         "pre", "mid", "post", "attn", "mlp", "q", "k", "v", "q_rot", "k_rot", "z", "pattern")}
     for layer in w.layers:
-        keep["pre"].append(x[0])
+        checkpoint()
+        keep["pre"].append(x)
         q, k, v = qkv(w, layer, x)
-        qr, kr = rope(q, cos, sin, w.rotary_dim), rope(k, cos, sin, w.rotary_dim)
+        qr = rope(qk_normed(layer, q, "q"), cos, sin, w.rotary_dim)
+        kr = rope(qk_normed(layer, k, "k"), cos, sin, w.rotary_dim)
         z, pattern = attend(w, qr, kr, v, qpos)
         a = attn_out(w, layer, z)
         if w.parallel:
@@ -152,47 +204,56 @@ def base_run(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
             x = mid + m
         for name, val in (("mid", mid), ("post", x), ("attn", a), ("mlp", m), ("q", q), ("k", k),
                           ("v", v), ("q_rot", qr), ("k_rot", kr), ("z", z), ("pattern", pattern)):
-            keep[name].append(val[0])
-    logits = unembed(w, x[:, -1])[0]
+            keep[name].append(val)
+    logits = unembed(w, x[:, -1])
     return BaseRun(**keep, cos=cos, sin=sin, last_logits=logits)
 
 
 def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
-          valid: torch.Tensor | None, last_only: bool) -> torch.Tensor:
+          valid: torch.Tensor | None, last_only: bool, prow: torch.Tensor | None = None) -> torch.Tensor:
     """Block ``li`` on residuals ``x [B, n, d]`` at positions ``s..T-1``.
 
-    Keys/values of positions before a row's own start come from the base run. ``valid [B, n]``
+    Keys/values of positions before a row's own start come from the base run of the row's
+    pair (``prow [B]``; None: every row is pair 0). ``valid [B, n]``
     marks the positions each row recomputes (None: all); position-wise work runs on those
     tokens only, packed flat, so rows with different starts share one large matmul.
     ``last_only`` returns only the last position (the final block).
     """
+    checkpoint()
     layer = w.layers[li]
     B, n, d = x.shape
     H, Hkv, dh = w.n_heads, w.n_kv, w.d_head
+    if prow is None:
+        prow = x.new_zeros(B, dtype=torch.long)
     xv = x.reshape(B * n, d) if valid is None else x[valid]
-    out = torch.addmm(layer.b_qkv, layer.ln1(xv), layer.W_qkv).view(-1, H + 2 * Hkv, dh)
-    qf, kf, vf = out[:, :H], out[:, H : H + Hkv], out[:, H + Hkv :]
+    xn = layer.ln1(xv)
+    if last_only:
+        # only the last query matters in the final block (every row recomputes the last position)
+        last = torch.arange(1, B + 1, device=x.device) * n - 1 if valid is None else valid.sum(1).cumsum(0) - 1
+        qf = layer.project(xn[last], "q").view(-1, H, dh)
+        kf, vf = (layer.project(xn, c).view(-1, Hkv, dh) for c in "kv")
+    else:
+        qf, kf, vf = (t.view(-1, h, dh) for t, h in zip(layer.project_qkv(xn), (H, Hkv, Hkv)))
     grid = torch.arange(s, s + n, device=x.device).expand(B, n)
     pos_f = grid.reshape(-1) if valid is None else grid[valid]
     cos_f = sin_f = None
     if base.cos is not None:
         cos_f, sin_f = base.cos[pos_f].unsqueeze(1), base.sin[pos_f].unsqueeze(1)
-    kf = rope(kf, cos_f, sin_f, w.rotary_dim)
+    kf = rope(qk_normed(layer, kf, "k"), cos_f, sin_f, w.rotary_dim)
+    qf = qk_normed(layer, qf, "q")
     if valid is None:
         k, v = kf.reshape(B, n, Hkv, dh), vf.reshape(B, n, Hkv, dh)
     else:
-        # positions a row does not recompute keep the base run's keys and values
-        k = base.k_rot[li][:, s:].transpose(0, 1).unsqueeze(0).expand(B, -1, -1, -1).clone()
-        v = base.v[li][:, s:].transpose(0, 1).unsqueeze(0).expand(B, -1, -1, -1).clone()
+        # positions a row does not recompute keep its pair's base keys and values
+        k = base.k_rot[li][:, :, s:].transpose(1, 2)[prow]  # (indexing copies)
+        v = base.v[li][:, :, s:].transpose(1, 2)[prow]
         k[valid], v[valid] = kf, vf
     k, v = k.transpose(1, 2), v.transpose(1, 2)
     if s:
-        k = torch.cat([base.k_rot[li][:, :s].unsqueeze(0).expand(B, -1, -1, -1), k], dim=2)
-        v = torch.cat([base.v[li][:, :s].unsqueeze(0).expand(B, -1, -1, -1), v], dim=2)
+        k = torch.cat([rows(base.k_rot[li][:, :, :s], prow), k], dim=2)
+        v = torch.cat([rows(base.v[li][:, :, :s], prow), v], dim=2)
     if last_only:
-        # only the last query matters in the final block; every row recomputes the last position
-        last = torch.arange(1, B + 1, device=x.device) * n - 1 if valid is None else valid.sum(1).cumsum(0) - 1
-        q = rope(qf[last], cos_f[last] if cos_f is not None else None,
+        q = rope(qf, cos_f[last] if cos_f is not None else None,
                  sin_f[last] if sin_f is not None else None, w.rotary_dim).unsqueeze(2)
         z, _ = attend(w, q, k, v, grid[0, -1:])
         xl = x[:, -1]
@@ -222,10 +283,11 @@ def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
 
 
 def run_from(w: FastWeights, li: int, stage: str, x: torch.Tensor, s: int, base: BaseRun,
-             starts: torch.Tensor | None = None) -> torch.Tensor:
+             starts: torch.Tensor | None = None, prow: torch.Tensor | None = None) -> torch.Tensor:
     """Finish the forward pass from residual ``x`` at ``stage`` (pre/mid/post) of layer ``li``.
 
-    ``starts [B]`` gives each row's earliest changed position (None: ``s`` for all rows).
+    ``starts [B]`` gives each row's earliest changed position (None: ``s`` for all rows);
+    ``prow [B]`` each row's pair in ``base`` (None: pair 0).
     Returns last-position logits ``[B, vocab]``.
     """
     L = len(w.layers)
@@ -245,7 +307,7 @@ def run_from(w: FastWeights, li: int, stage: str, x: torch.Tensor, s: int, base:
     elif stage == "post":
         li += 1
     for j in range(li, L):
-        x = block(w, j, x, s, base, valid, last_only=j == L - 1)
+        x = block(w, j, x, s, base, valid, last_only=j == L - 1, prow=prow)
     return unembed(w, x[:, -1])
 
 

@@ -1,7 +1,10 @@
 """Weights of a TransformerBridge as plain tensors, for the fast exact path.
 
-Reads the bridge's TransformerLens-style stacked accessors (``W_Q`` ...), which reflect
-compatibility-mode folding, and the norm modules' own weights (ones/zeros once folded).
+Reads each block's TransformerLens-style accessors (``blocks[i].attn.W_Q`` ...), which reflect
+compatibility-mode folding and are views of the bridge's own parameters, and the norm modules'
+own weights. Nothing is copied except what cannot be a view (bias zeros for bias-free layers,
+a reshape the layout does not allow); :attr:`FastWeights.copied_bytes` counts those copies.
+The bridge's model-level accessors (``bridge.W_Q``) are not used: they ``torch.stack`` a copy.
 """
 
 from __future__ import annotations
@@ -48,9 +51,11 @@ class Norm:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.rms:
-            # HF RMSNorm normalises in float32, then scales
-            y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-            return y if self.weight is None else y * self.weight
+            # HF RMSNorm normalises in float32, casts back, then scales (matters in half precision)
+            xf = x.float()
+            y = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+            return y if self.weight is None else self.weight * y
+        # HF LayerNorm runs in the input dtype (torch accumulates in float32 inside)
         return F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
 
 
@@ -71,11 +76,28 @@ class Layer:
     W_gate: torch.Tensor | None
     W_out: torch.Tensor | None  # [d_mlp, d]
     b_out: torch.Tensor | None
-    # fused projections: one matmul for q, k and v of every head
-    W_qkv: torch.Tensor | None = None  # [d, (H + 2 Hkv) dh]
-    b_qkv: torch.Tensor | None = None
-    W_O_flat: torch.Tensor | None = None  # [H dh, d]
+    # 2-D views for the matmuls: [d, H dh] / [d, Hkv dh] and [H dh, d] (no fused copy)
+    W_q2: torch.Tensor | None = None
+    W_k2: torch.Tensor | None = None
+    W_v2: torch.Tensor | None = None
+    W_O_flat: torch.Tensor | None = None
     ln_mlp: Norm | None = None  # SoLU-LN: LayerNorm over d_mlp between activation and W_out
+    # Qwen3: RMSNorm of each head's query and key (over d_head), after the projection, before rotary
+    q_norm: Norm | None = None
+    k_norm: Norm | None = None
+
+    def project_qkv(self, xn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flat q ``[N, H dh]``, k and v ``[N, Hkv dh]`` of normalised residuals ``xn [N, d]``.
+
+        Three products on views of the bridge's weights: fusing them would need a copy of
+        every layer's q/k/v weights for the model's life.
+        """
+        return self.project(xn, "q"), self.project(xn, "k"), self.project(xn, "v")
+
+    def project(self, xn: torch.Tensor, which: str) -> torch.Tensor:
+        """One of the q/k/v projections (``which``) of ``xn [N, d]``, flat."""
+        W, b = {"q": (self.W_q2, self.b_Q), "k": (self.W_k2, self.b_K), "v": (self.W_v2, self.b_V)}[which]
+        return torch.addmm(b.reshape(-1), xn, W)
 
 
 @dataclass
@@ -95,18 +117,81 @@ class FastWeights:
     attn_only: bool
     rotary: Any  # HF rotary module (called with (x, position_ids)) or None
     rotary_dim: int
+    window: int | None = None  # sliding-window attention: keys within this many positions
+    copied_bytes: int = 0  # tensors this object holds that are not views of the bridge's parameters
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_E.dtype
 
 
 class Unsupported(Exception):
     """The fast path does not implement this model; the message says why."""
 
 
-def _get(model: Any, name: str) -> torch.Tensor | None:
+def hf_features(model: Any) -> int | None:
+    """Check Hugging Face architecture features the bridge's config does not flag (issue 13).
+
+    Returns the sliding-window length when every layer uses the same window (Mistral), which
+    :func:`~patchlab.engine.fast.forward.attend` implements, else ``None``; raises
+    :class:`Unsupported` for features this path does not implement.
+    """
+    devices = {str(p.device) for p in model.parameters()}
+    if len(devices) > 1:
+        # each block would need its inputs moved between devices; the hook path does that
+        raise Unsupported(f"the model is split over several devices ({', '.join(sorted(devices))})")
+    hf = getattr(getattr(model, "original_model", None), "config", None)
+    blk = model.blocks[0]
+    if hasattr(blk, "ln1_post") or hasattr(blk, "ln2_post"):
+        raise Unsupported("norms after attention and MLP (Gemma 2/3, OLMo 2 style)")
+    if not hasattr(blk, "ln2") and not getattr(model.cfg, "attn_only", False):
+        raise Unsupported("attention and MLP share one LayerNorm (GPT-J style)")
+    if hf is None:
+        return None
+    window = getattr(hf, "sliding_window", None)
+    types = getattr(hf, "layer_types", None) or []
+    if any("sliding" not in t and "full" not in t for t in types):
+        raise Unsupported(f"attention layer types {sorted(set(types))}")
+    if not window or (getattr(hf, "use_sliding_window", True) is False):
+        return None
+    if types and len(set(types)) > 1:
+        raise Unsupported("layers alternate between sliding-window and full attention")
+    if types and types[0] == "full_attention":
+        return None
+    return int(window)
+
+
+def _get(owner: Any, name: str) -> torch.Tensor | None:
+    """An accessor's tensor, detached (a view sharing storage and version counter), or None.
+
+    Only a missing accessor reads as None: any other error (out of memory above all) is
+    raised, never reported as a missing weight.
+    """
     try:
-        value = getattr(model, name)
-    except (AttributeError, RuntimeError):
+        value = getattr(owner, name)
+    except AttributeError:
         return None
     return None if value is None else value.detach()
+
+
+class _Copies:
+    """Counts bytes of tensors that are not views of the model's parameters."""
+
+    def __init__(self, model: Any):
+        self.ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self.bytes = 0
+
+    def own(self, t: torch.Tensor) -> torch.Tensor:
+        if t.untyped_storage().data_ptr() not in self.ptrs:
+            self.bytes += t.numel() * t.element_size()
+        return t
+
+    def zeros(self, like: torch.Tensor, *shape: int) -> torch.Tensor:
+        return self.own(like.new_zeros(shape))
+
+    def flat(self, t: torch.Tensor, rows: int) -> torch.Tensor:
+        """``t`` as ``[rows, -1]``: a view where the layout allows one, else a counted copy."""
+        return self.own(t.reshape(rows, -1))
 
 
 def _norm(module: Any, rms: bool) -> Norm:
@@ -135,6 +220,21 @@ def _mlp_norm(mlp: Any) -> Norm:
     return _norm(ln, rms=False)
 
 
+def _qk_norms(blk: Any, d_head: int) -> tuple[Norm | None, Norm | None]:
+    """Per-head query/key RMSNorms (Qwen3), or (None, None); other q/k norms are unsupported."""
+    attn = getattr(blk, "attn", None)
+    mods = [getattr(attn, n, None) for n in ("q_norm", "k_norm")]
+    if all(m is None for m in mods):
+        return None, None
+    norms = []
+    for m in mods:
+        norm = None if m is None else _norm(m, rms=True)
+        if norm is not None and norm.weight is not None and norm.weight.shape[-1] != d_head:
+            raise Unsupported("query/key norms over all heads together (OLMo 2 style)")
+        norms.append(norm)
+    return norms[0], norms[1]
+
+
 def _rotary(model: Any) -> Any:
     mod = getattr(model, "rotary_emb", None)
     if mod is None:
@@ -150,6 +250,7 @@ def _rotary(model: Any) -> Any:
 def extract(model: Any) -> FastWeights:
     """Collect the bridge's weights; raise :class:`Unsupported` with a reason if unknown."""
     cfg = model.cfg
+    window = hf_features(model)
     for flag in _UNSUPPORTED_FLAGS:
         if getattr(cfg, flag, None):
             raise Unsupported(f"config flag {flag} is set")
@@ -173,47 +274,9 @@ def extract(model: Any) -> FastWeights:
     L, H, dh = int(cfg.n_layers), int(cfg.n_heads), int(cfg.d_head)
     attn_only = bool(getattr(cfg, "attn_only", False))
     gated = bool(getattr(cfg, "gated_mlp", False))
-    big = {n: _get(model, n) for n in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O",
-                                       "W_in", "b_in", "W_gate", "W_out", "b_out")}
-    for n in ("W_Q", "W_K", "W_V", "W_O"):
-        if big[n] is None:
-            raise Unsupported(f"no {n} accessor")
-    n_kv = int(big["W_K"].shape[1])
-    if H % n_kv:
-        raise Unsupported("query heads are not a multiple of key/value heads")
-    if not attn_only and (big["W_in"] is None or big["W_out"] is None or (gated and big["W_gate"] is None)):
-        raise Unsupported("MLP weights not readable")
-    d = int(big["W_Q"].shape[2])
-    zeros = big["W_Q"].new_zeros
-    layers = []
-    for i in range(L):
-        blk = model.blocks[i]
-        ln2 = None if attn_only else _norm(blk.ln2, rms)
-        layer = Layer(
-            ln1=_norm(blk.ln1, rms),
-            ln2=ln2,
-            W_Q=big["W_Q"][i], W_K=big["W_K"][i], W_V=big["W_V"][i],
-            b_Q=big["b_Q"][i] if big["b_Q"] is not None else zeros(H, dh),
-            b_K=big["b_K"][i] if big["b_K"] is not None else zeros(n_kv, dh),
-            b_V=big["b_V"][i] if big["b_V"] is not None else zeros(n_kv, dh),
-            W_O=big["W_O"][i],
-            b_O=big["b_O"][i] if big["b_O"] is not None else zeros(d),
-            W_in=None if attn_only else big["W_in"][i],
-            b_in=None if attn_only else (big["b_in"][i] if big["b_in"] is not None else None),
-            W_gate=big["W_gate"][i] if (gated and not attn_only) else None,
-            W_out=None if attn_only else big["W_out"][i],
-            b_out=None if attn_only else (big["b_out"][i] if big["b_out"] is not None else None),
-        )
-        layer.W_qkv = torch.cat([
-            layer.W_Q.permute(1, 0, 2).reshape(d, -1),
-            layer.W_K.permute(1, 0, 2).reshape(d, -1),
-            layer.W_V.permute(1, 0, 2).reshape(d, -1),
-        ], dim=1).contiguous()
-        layer.b_qkv = torch.cat([layer.b_Q.reshape(-1), layer.b_K.reshape(-1), layer.b_V.reshape(-1)])
-        layer.W_O_flat = layer.W_O.reshape(H * dh, d).contiguous()
-        if act_name == "solu_ln" and not attn_only:
-            layer.ln_mlp = _mlp_norm(blk.mlp)
-        layers.append(layer)
+    copies = _Copies(model)
+    layers = [_layer(model.blocks[i], i, H, dh, rms, attn_only, gated, act_name, copies) for i in range(L)]
+    n_kv = int(layers[0].W_K.shape[0])
     rotary, rotary_dim = None, 0
     if pos_type == "rotary":
         rotary = _rotary(model)
@@ -227,6 +290,8 @@ def extract(model: Any) -> FastWeights:
     W_U, b_U, W_E = _get(model, "W_U"), _get(model, "b_U"), _get(model, "W_E")
     if W_U is None or W_E is None:
         raise Unsupported("embedding/unembedding not readable")
+    if b_U is None:
+        b_U = copies.zeros(W_U, W_U.shape[1])
     attn_scale = float(getattr(cfg, "attn_scale", -1.0) or -1.0)
     scale = 1.0 / (attn_scale if attn_scale > 0 else dh**0.5)
     if not getattr(cfg, "use_attn_scale", True):
@@ -236,8 +301,8 @@ def extract(model: Any) -> FastWeights:
         ln_final=_norm(model.ln_final, rms),
         W_E=W_E,
         W_pos=W_pos,
-        W_U=W_U.contiguous(),
-        b_U=b_U if b_U is not None else W_U.new_zeros(W_U.shape[1]),
+        W_U=copies.own(W_U),  # often a transposed view of the embedding: BLAS reads it as is
+        b_U=b_U,
         n_heads=H,
         n_kv=n_kv,
         d_head=dh,
@@ -247,4 +312,44 @@ def extract(model: Any) -> FastWeights:
         attn_only=attn_only,
         rotary=rotary,
         rotary_dim=rotary_dim,
+        window=window,
+        copied_bytes=copies.bytes,
     )
+
+
+def _layer(blk: Any, i: int, H: int, dh: int, rms: bool, attn_only: bool, gated: bool, act_name: str,
+           copies: _Copies) -> Layer:
+    """One block's weights as views of its own parameters."""
+    attn, mlp = blk.attn, getattr(blk, "mlp", None)
+    W = {n: _get(attn, n) for n in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O")}
+    for n in ("W_Q", "W_K", "W_V", "W_O"):
+        if W[n] is None or W[n].dim() != 3:
+            raise Unsupported(f"no per-head {n} accessor on block {i}")
+    n_kv, d = int(W["W_K"].shape[0]), int(W["W_Q"].shape[1])
+    if H % n_kv:
+        raise Unsupported("query heads are not a multiple of key/value heads")
+    M = {n: None if (attn_only or mlp is None) else _get(mlp, n) for n in ("W_in", "b_in", "W_gate", "W_out", "b_out")}
+    if not attn_only and (M["W_in"] is None or M["W_out"] is None or (gated and M["W_gate"] is None)):
+        raise Unsupported("MLP weights not readable")
+    z = copies.zeros
+    layer = Layer(
+        ln1=_norm(blk.ln1, rms),
+        ln2=None if attn_only else _norm(blk.ln2, rms),
+        W_Q=W["W_Q"], W_K=W["W_K"], W_V=W["W_V"],
+        b_Q=W["b_Q"] if W["b_Q"] is not None else z(W["W_Q"], H, dh),
+        b_K=W["b_K"] if W["b_K"] is not None else z(W["W_Q"], n_kv, dh),
+        b_V=W["b_V"] if W["b_V"] is not None else z(W["W_Q"], n_kv, dh),
+        W_O=W["W_O"],
+        b_O=W["b_O"] if W["b_O"] is not None else z(W["W_Q"], d),
+        W_in=M["W_in"], b_in=M["b_in"], W_gate=M["W_gate"] if gated else None,
+        W_out=M["W_out"], b_out=M["b_out"],
+    )
+    # [H, d, dh] -> [d, H dh]: a view for both the Conv1D and the nn.Linear layouts
+    layer.W_q2 = copies.flat(layer.W_Q.permute(1, 0, 2), d)
+    layer.W_k2 = copies.flat(layer.W_K.permute(1, 0, 2), d)
+    layer.W_v2 = copies.flat(layer.W_V.permute(1, 0, 2), d)
+    layer.W_O_flat = copies.flat(layer.W_O, H * dh)
+    if act_name == "solu_ln" and not attn_only:
+        layer.ln_mlp = _mlp_norm(blk.mlp)
+    layer.q_norm, layer.k_norm = _qk_norms(blk, dh)
+    return layer

@@ -55,5 +55,5 @@ class DifferencePresenter:
         dirs = "" if spec is None or spec_b is None or spec.direction == spec_b.direction else (
             f" ({DIRECTIONS.get(spec.direction, '')} vs {DIRECTIONS.get(spec_b.direction, '')})")
         self.view.set_data(self.values, r.axes, dict(r.labels), metric=r.metric,
-                           title=f"Difference map: {change}{dirs} \u00b7 {target} \u00b7 {r.metric}")
+                           title=f"Difference map: {change}{dirs}<br>{target} \u00b7 {r.metric}")
         self.view.flush()

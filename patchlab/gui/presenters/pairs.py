@@ -85,6 +85,25 @@ class PairsPresenter:
         self.editor.set_pairs(list(pairs))
         return list(pairs)
 
+    def mixed_lengths(self, target: str) -> str:
+        """The message when ``target`` has a position axis and the pairs differ in length, else ""."""
+        from patchlab.core.pairset import mixed_length_message
+        from patchlab.core.targets import TARGETS
+
+        lengths = [len(t[0]) for t in self.state.tokens]
+        if "pos" not in TARGETS[target].axes or len(set(lengths)) <= 1:
+            return ""
+        return mixed_length_message(target, lengths)
+
+    def keep_largest_length_group(self) -> list[PromptPair]:
+        """Keep only the pairs of the most common token length (so a by-position target runs)."""
+        from patchlab.core.pairset import group_by_length
+
+        groups = group_by_length(self.state.pairs, [len(t[0]) for t in self.state.tokens])
+        best = max(groups.values(), key=len)
+        self.editor.set_pairs(best)
+        return best
+
     def save_file(self, path):
         """Write the pairs (format by suffix); raises PairError / PatchlabError with the reason."""
         from patchlab.core.pairset import save_pairs

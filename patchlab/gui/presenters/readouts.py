@@ -173,5 +173,5 @@ class DecomposePresenter:
             n = int(d.meta.get("n_pairs", 1))
             self.scope = Scope(n, None if n > 1 else 0)
         title = (f"{d.meta.get('model', '')} \u00b7 direct logit attribution \u00b7 "
-                 f"{d.meta.get('processing', '')} processing \u00b7 {self.scope.text()}")
+                 f"{d.meta.get('processing', '')} processing<br>{self.scope.text()}")
         self.view.set_result(d, title)

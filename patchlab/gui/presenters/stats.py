@@ -21,6 +21,8 @@ class StatsPresenter:
         self.stats: CellStats | None = None
         controller.on_done("stats", self._done)
         state.resultChanged.connect(self.request)
+        # a model load drops queued jobs (a restored session's stats among them): ask again
+        controller.modelChanged.connect(self._on_model)
         state.scopeChanged.connect(self.apply)
         state.cellChanged.connect(self.show_cell)
         view.pairClicked.connect(state.select_pair)
@@ -33,6 +35,10 @@ class StatsPresenter:
         if r is None or r.n_pairs < 2 or not r.complete or r.meta.get("cancelled"):
             return
         self.controller.submit("stats", stats_job, dict(result=r), context=r)
+
+    def _on_model(self, _model) -> None:
+        if self.stats is None:
+            self.request()
 
     def _done(self, out: Outcome) -> None:
         if out.context is not self.state.result:
@@ -80,8 +86,8 @@ class StatsPresenter:
                      f"q = {st.q[cell]:.3g}" if st is not None and ci is not None else "")
         scope = self.state.scope(r.n_pairs)
         selected = None if scope.is_mean else scope.index
-        self.view.set_cell(f"{r.cell_label(cell)} \u00b7 one point per pair ({r.n_pairs}) \u00b7 "
-                           f"map value {value:.3g}{stat_text}", per, value, ci, r.no_effect, selected)
+        self.view.set_cell(f"{r.cell_label(cell)} \u00b7 one point per pair ({r.n_pairs})"
+                           f"<br>map value {value:.3g}{stat_text}", per, value, ci, r.no_effect, selected)
 
 
 __all__ = ["ALPHA", "StatsPresenter"]

@@ -90,9 +90,8 @@ class SweepPresenter:
         if spec is None:
             return ""
         scope = scope or self.state.scope()
-        base = HeatmapView.make_title(spec.model, TARGETS[spec.target].label, spec.direction,
-                                      METRICS[spec.metric].split(" (")[0])
-        return f"{base} \u00b7 {scope.text()}"
+        return HeatmapView.make_title(spec.model, TARGETS[spec.target].label, spec.direction,
+                                      METRICS[spec.metric].split(" (")[0], scope.text())
 
     def _labels(self, shape, scope: Scope) -> dict[str, list[str]]:
         spec = self.state.run_spec

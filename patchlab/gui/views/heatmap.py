@@ -254,9 +254,11 @@ class HeatmapView(QWidget):
             self.plot.getAxis(axis).setTicks([[]])
 
     @staticmethod
-    def make_title(model: str, target_label: str, direction: str, metric: str) -> str:
-        return (f"{model} \u00b7 {target_label} \u00b7 {DIRECTIONS.get(direction, direction)}"
-                f" \u00b7 {metric}")
+    def make_title(model: str, target_label: str, direction: str, metric: str, scope: str = "") -> str:
+        """Two short lines (a long single line would set the window's minimum width)."""
+        tail = f" \u00b7 {scope}" if scope else ""
+        return (f"{model} \u00b7 {target_label}<br>{DIRECTIONS.get(direction, direction)}"
+                f" \u00b7 {metric}{tail}")
 
     # -- drawing --------------------------------------------------------------------------
     def current_plane(self) -> tuple[np.ndarray, str] | None:

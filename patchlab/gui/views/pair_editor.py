@@ -84,7 +84,10 @@ class PairEditor(QWidget):
         self.table.setSelectionMode(QTableView.SingleSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(20)  # fixed row height: no per-row sizing
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(True)
+        header.setDefaultSectionSize(72)
+        header.resizeSection(0, 44)
         self.table.setMinimumHeight(130)
         self.table.selectionModel().currentRowChanged.connect(self._on_current_row)
         self.only_right = QCheckBox("Only pairs the model gets right")

@@ -12,8 +12,11 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 
 from patchlab.core.pairs import PromptPair
 
-COLUMNS = ("#", "name", "tokens OK", "length", "clean P(answer)", "corrupted P(answer)",
-           "right on clean", "clean prompt \u2192 answer")
+COLUMNS = ("#", "name", "tokens OK", "length", "P clean", "P corr.", "right", "clean prompt \u2192 answer")
+TIPS = ("Pair number", "Pair name (from the file or the generator)", "Both prompts tokenise to the "
+        "same length with single-token answers", "Tokens per prompt", "P(answer) on the clean prompt",
+        "P(answer) on the corrupted prompt", "The model's top next token on the clean prompt is the "
+        "answer", "The clean prompt and its answer")
 COL_PROMPT = len(COLUMNS) - 1
 _INDEX = QModelIndex()
 
@@ -168,8 +171,8 @@ class PairsTableModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(COLUMNS)
 
     def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802, D102
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
-            return COLUMNS[section]
+        if orientation == Qt.Horizontal and role in (Qt.DisplayRole, Qt.ToolTipRole):
+            return COLUMNS[section] if role == Qt.DisplayRole else TIPS[section]
         return None
 
     def data(self, index, role=Qt.DisplayRole):  # noqa: D102

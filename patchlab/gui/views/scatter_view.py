@@ -105,7 +105,7 @@ class ScatterView(QWidget):
         self.stats = agreement(self.estimate, self.exact if self.exact is not None
                                else np.full_like(self.estimate, np.nan))
         total = self.estimate.size
-        head = f"{self.subtitle} \u00b7 " if self.subtitle else ""
+        head = f"{self.subtitle}<br>" if self.subtitle else ""  # two lines: no wide minimum
         self.title_item.setText(f"{head}estimate vs exact \u00b7 {agreement_text(self.stats)}"
                                 f" \u00b7 {self.stats['n']}/{total} cells exact")
         if e.size:
