@@ -42,9 +42,9 @@ def weights(model: Any):
 def _attn_z(w, li: int, x: torch.Tensor, cos, sin) -> torch.Tensor:
     layer = w.layers[li]
     B, T, d = x.shape
-    H, Hkv, dh = w.n_heads, w.n_kv, w.d_head
-    out = torch.addmm(layer.b_qkv, layer.ln1(x.reshape(B * T, d)), layer.W_qkv).view(B, T, H + 2 * Hkv, dh)
-    q, k, v = (t.transpose(1, 2) for t in (out[:, :, :H], out[:, :, H:H + Hkv], out[:, :, H + Hkv:]))
+    dh = w.d_head
+    # (the fast path keeps no fused q/k/v copy: three products on views of the weights)
+    q, k, v = (t.view(B, T, -1, dh).transpose(1, 2) for t in layer.project_qkv(layer.ln1(x.reshape(B * T, d))))
     q, k = rope(q, cos, sin, w.rotary_dim), rope(k, cos, sin, w.rotary_dim)
     z, _ = attend(w, q, k, v, torch.arange(T, device=x.device))
     return z  # [B, T, H, dh]
