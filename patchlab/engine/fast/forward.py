@@ -177,6 +177,16 @@ def rotary_tables(w: FastWeights, n_pos: int, like: torch.Tensor):
 
 
 def base_run(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
+    """One unpatched run of ``tokens [1, T]`` with its batch dimension dropped (``pre[l]`` is
+    ``[T, d]``, ``last_logits`` ``[vocab]``), for callers that index positions directly.
+    :func:`run_from` accepts it as pair 0."""
+    r = base_runs(w, tokens)
+    lists = {k: [t[0] for t in getattr(r, k)] for k in (
+        "pre", "mid", "post", "attn", "mlp", "q", "k", "v", "q_rot", "k_rot", "z", "pattern")}
+    return BaseRun(**lists, cos=r.cos, sin=r.sin, last_logits=r.last_logits[0])
+
+
+def base_runs(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
     """Unpatched forward passes of ``tokens [P, T]`` keeping every intermediate."""
     T = int(tokens.shape[-1])
     x = w.W_E[tokens]
@@ -225,6 +235,9 @@ def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
     H, Hkv, dh = w.n_heads, w.n_kv, w.d_head
     if prow is None:
         prow = x.new_zeros(B, dtype=torch.long)
+    kb, vb = base.k_rot[li], base.v[li]
+    if kb.dim() == 3:  # a single run from base_run (batch dimension dropped)
+        kb, vb = kb.unsqueeze(0), vb.unsqueeze(0)
     xv = x.reshape(B * n, d) if valid is None else x[valid]
     xn = layer.ln1(xv)
     if last_only:
@@ -245,13 +258,13 @@ def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
         k, v = kf.reshape(B, n, Hkv, dh), vf.reshape(B, n, Hkv, dh)
     else:
         # positions a row does not recompute keep its pair's base keys and values
-        k = base.k_rot[li][:, :, s:].transpose(1, 2)[prow]  # (indexing copies)
-        v = base.v[li][:, :, s:].transpose(1, 2)[prow]
+        k = kb[:, :, s:].transpose(1, 2)[prow]  # (indexing copies)
+        v = vb[:, :, s:].transpose(1, 2)[prow]
         k[valid], v[valid] = kf, vf
     k, v = k.transpose(1, 2), v.transpose(1, 2)
     if s:
-        k = torch.cat([rows(base.k_rot[li][:, :, :s], prow), k], dim=2)
-        v = torch.cat([rows(base.v[li][:, :, :s], prow), v], dim=2)
+        k = torch.cat([rows(kb[:, :, :s], prow), k], dim=2)
+        v = torch.cat([rows(vb[:, :, :s], prow), v], dim=2)
     if last_only:
         q = rope(qf, cos_f[last] if cos_f is not None else None,
                  sin_f[last] if sin_f is not None else None, w.rotary_dim).unsqueeze(2)
