@@ -21,7 +21,7 @@ from patchlab.core.metrics import RAW, base_metric
 from patchlab.core.pairs import PromptPair
 from patchlab.engine.context import SweepContext, prepare, source_and_base
 from patchlab.engine.fast.backend import shared_prefix, weights_for
-from patchlab.engine.fast.forward import BaseRun, base_run
+from patchlab.engine.fast.forward import BaseRun, base_runs
 from patchlab.engine.fast.weights import FastWeights, Unsupported
 from patchlab.engine.loading import model_info
 from patchlab.engine.quantities import last_quantities
@@ -158,7 +158,7 @@ def setup(model: Any, pairs: PromptPair | Sequence[PromptPair], metric: str, dir
         got = {}
         with torch.inference_mode():
             for which in ("clean", "corrupted"):
-                got[which] = base_run(w, tp.tokens(which))
+                got[which] = base_runs(w, tp.tokens(which))  # batched layout; OneRun drops the prompt axis
         for which, ref in (("clean", ctx.clean_raw), ("corrupted", ctx.corrupted_raw)):
             ours = last_quantities(got[which].last_logits.reshape(1, -1), tp.answer_id, tp.wrong_id)
             err = abs(float(ours["logit_diff"][0]) - float(ref["logit_diff"][p]))
