@@ -66,7 +66,8 @@ def drain(gen):
             return stop.value, n
 
 
-def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, sweep=None) -> dict:
+def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, sweep=None,
+         collect: bool = False) -> dict:
     from patchlab.gui.preview import preview_then_exact
 
     def gen_sweep(target):
@@ -74,7 +75,7 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
                                         direction="denoise"))[0]
 
     sweep = sweep or gen_sweep
-    rss, threads, fds, times = [], [], [], []
+    rss, threads, fds, times, nones = [], [], [], [], []
     kept = None  # the window keeps its latest result only
     for i in range(runs):
         t0 = time.perf_counter()
@@ -82,13 +83,17 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
         assert np.isfinite(result.values).all(), "a sweep left NaN cells"
         kept = result
         times.append(time.perf_counter() - t0)
-        gc.collect()
+        if collect:
+            gc.collect()  # costs ~1 s per run on a big heap; off by default (Python collects anyway)
         rss.append(rss_mb())
         threads.append(n_threads())
         fds.append(n_fds())
+        # Python 3.11's None is not immortal: a C extension that drops one reference too many
+        # per call shows as a falling count here, long before the "none_dealloc" abort
+        nones.append(sys.getrefcount(None))
         if (i + 1) % max(1, runs // 10) == 0:
             print(f"  {label}: run {i + 1}/{runs}  rss {rss[-1]:.1f} MB  threads {threads[-1]}  "
-                  f"fds {fds[-1]}  {times[-1]:.2f} s/run", flush=True)
+                  f"fds {fds[-1]}  None refs {nones[-1]}  {times[-1]:.2f} s/run", flush=True)
     del kept
     after = rss[warmup:]
     return {
@@ -99,6 +104,7 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
         "threads_start": threads[0], "threads_end": threads[-1], "threads_max": max(threads),
         "fds_start": fds[0], "fds_end": fds[-1], "fds_max": max(fds),
         "s_per_run": float(np.median(times)),
+        "none_refcount_slope_per_run": slope(nones[warmup:]), "none_refcount_end": nones[-1],
     }
 
 
@@ -150,9 +156,10 @@ class WindowRunner:
         self.app.processEvents()
 
 
-def soak_window(runner: WindowRunner, runs: int, targets: list[str], warmup: int, label: str) -> dict:
+def soak_window(runner: WindowRunner, runs: int, targets: list[str], warmup: int, label: str,
+                collect: bool = False) -> dict:
     """As :func:`soak`, clicking Run in the window for each sweep."""
-    return soak(None, None, runs, targets, warmup, label, sweep=runner.sweep)
+    return soak(None, None, runs, targets, warmup, label, sweep=runner.sweep, collect=collect)
 
 
 def main(argv=None) -> int:
@@ -165,6 +172,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=float, default=0.2, help="fraction of runs ignored for the slope")
     parser.add_argument("--gpt2-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores - 1)")
+    parser.add_argument("--gc", action="store_true", help="force a garbage collection before each reading")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -190,7 +198,7 @@ def main(argv=None) -> int:
                                        "toy-attn2 (window)"))
             else:
                 out.append(soak(model, [pair], args.toy_runs, toy_targets, int(args.toy_runs * args.warmup),
-                                "toy-attn2"))
+                                "toy-attn2", collect=args.gc))
                 del model
         if args.gpt2_runs:
             from bench_patching import build_model, make_pair
@@ -205,16 +213,17 @@ def main(argv=None) -> int:
                                        "gpt2-small-shape (window)"))
             else:
                 out.append(soak(model, [pair], args.gpt2_runs, gpt2_targets, int(args.gpt2_runs * args.warmup),
-                                "gpt2-small-shape"))
+                                "gpt2-small-shape", collect=args.gc))
         if runner:
             runner.close()
     print()
-    print("| model | runs (warm-up) | RSS after warm-up -> end (MB) | slope (MB/run) | threads start/end/max | fds start/end/max | s/run |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | runs (warm-up) | RSS after warm-up -> end (MB) | slope (MB/run) | threads start/end/max | fds start/end/max | None refs/run | s/run |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in out:
         print(f"| {r['label']} | {r['runs']} ({r['warmup']}) | {r['rss_start_mb']:.1f} -> {r['rss_end_mb']:.1f} | "
               f"{r['rss_slope_mb_per_run']:+.3f} | {r['threads_start']}/{r['threads_end']}/{r['threads_max']} | "
-              f"{r['fds_start']}/{r['fds_end']}/{r['fds_max']} | {r['s_per_run']:.2f} |")
+              f"{r['fds_start']}/{r['fds_end']}/{r['fds_max']} | {r['none_refcount_slope_per_run']:+.1f} | "
+              f"{r['s_per_run']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     ok = all(r["rss_slope_mb_per_run"] < 1.0 and r["threads_end"] <= r["threads_start"]

@@ -194,13 +194,28 @@ def result_bootstrap_ci(result: Any, confidence: float, n_resamples: int, seed: 
     return bootstrap_ci(result.per_pair, confidence=confidence, n_resamples=n_resamples, seed=seed)
 
 
+#: Per-pair changes within this fraction of the baseline gap (at least 1 unit) count as zero.
+NOISE_FLOOR = 1e-5
+
+
 def result_effects(result: Any) -> np.ndarray:
-    """Per-pair change from the unpatched base run, in the raw quantity: ``(n_pairs, *cells)``."""
-    if result.metric == "logit_diff_recovered" and pair_baselines(result) is None:
-        return np.asarray(result.per_pair, dtype=np.float64)  # normalised: the base run is 0
+    """Per-pair change from the unpatched base run, in the raw quantity: ``(n_pairs, *cells)``.
+
+    Changes smaller than :data:`NOISE_FLOOR` times the mean baseline gap are set to exactly 0:
+    an engine that recomputes a run in float32 leaves ~1e-7 of noise where a patch changes
+    nothing, and a sign-flip test on noise that happens to share one sign would call it
+    significant (TransformerLens's tie rule is relative to the observed mean, with no floor).
+    """
     bs = pair_baselines(result)
     if bs is None:
-        raise InputError("This result has no per-pair baselines (meta['runs']), so the change "
-                         "from the unpatched run is unknown. Re-run the sweep with this patchlab.")
-    raw = pair_raw(result)
-    return raw - bs[0][(slice(None),) + (None,) * (raw.ndim - 1)]
+        if result.metric != "logit_diff_recovered":
+            raise InputError("This result has no per-pair baselines (meta['runs']), so the change "
+                             "from the unpatched run is unknown. Re-run the sweep with this patchlab.")
+        effects, scale = np.asarray(result.per_pair, dtype=np.float64), 1.0  # normalised: base run is 0
+    else:
+        raw = pair_raw(result)
+        effects = raw - bs[0][(slice(None),) + (None,) * (raw.ndim - 1)]
+        gap = float(np.mean(np.abs(bs[1] - bs[0]))) if bs[0].size else 1.0
+        scale = max(1.0, gap) if np.isfinite(gap) else 1.0
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(effects) <= NOISE_FLOOR * scale, 0.0, effects)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
+
 from patchlab.core.errors import InputError
 from patchlab.core.pairs import PromptPair
 from patchlab.core.templates import TEMPLATES, Template, generate
 from patchlab.engine.embedded import is_embedded
 from patchlab.toy.language import RULES
-from patchlab.toy.pairs import make_pairs
+from patchlab.toy.pairs import make_pair, make_pairs
 
 
 def _name(model_or_name: Any) -> str:
@@ -40,8 +42,24 @@ def single_token_words(model: Any, template: Template) -> Template:
     return template.with_words(kept)
 
 
+def _toy_pairs(rule: str, n: int, seed: int, same_length: bool) -> list[PromptPair]:
+    if not same_length:
+        return make_pairs(rule, n, seed)
+    # the toy tokenizer splits on whitespace: equal word counts are equal token counts
+    rng = np.random.default_rng(seed)
+    first = make_pair(rule, rng)
+    want, pairs = len(first.clean.split()), [first]
+    for _ in range(1000 * n):
+        if len(pairs) == n:
+            break
+        pair = make_pair(rule, rng)
+        if len(pair.clean.split()) == want:
+            pairs.append(pair)
+    return pairs
+
+
 def generate_pairs(model_or_name: Any, rule_or_template: str | Template, n: int = 50, seed: int = 0,
-                   ) -> list[PromptPair]:
+                   same_length: bool = False) -> list[PromptPair]:
     """``n`` fresh prompt pairs for a model, reproducible from ``seed``.
 
     Parameters
@@ -59,6 +77,9 @@ def generate_pairs(model_or_name: Any, rule_or_template: str | Template, n: int 
         Number of pairs.
     seed : int
         Seed; the same arguments give the same pairs.
+    same_length : bool
+        Toy rules: keep only pairs with the token length of the first one drawn, so a target
+        with a position axis can run on all of them (templates already give one length).
 
     Returns
     -------
@@ -72,7 +93,7 @@ def generate_pairs(model_or_name: Any, rule_or_template: str | Template, n: int 
         if not is_embedded(name):
             raise InputError(f"{rule_or_template!r} is a rule of the embedded toy models' language; for "
                              f"{name or 'this model'} use a template ({', '.join(TEMPLATES)}).")
-        pairs = make_pairs(rule_or_template, n, seed)
+        pairs = _toy_pairs(rule_or_template, n, seed, same_length)
         return [dataclasses.replace(p, name=f"{rule_or_template}-{i + 1}", group=rule_or_template)
                 for i, p in enumerate(pairs)]
     if isinstance(rule_or_template, str):

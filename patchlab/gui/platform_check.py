@@ -142,6 +142,32 @@ def uses_xcb(env: dict[str, str] | None = None) -> bool:
     return bool(env.get("DISPLAY")) or platform == "xcb"
 
 
+#: PySide6 releases whose bindings drop a reference to ``None`` on every call of a Qt method that
+#: returns nothing. Python < 3.12 counts references to None, so after ~170,000 such calls (about
+#: 150 sweeps in the window, measured by benchmarks/soak.py) the process aborts with
+#: "Fatal Python error: none_dealloc". 6.11.3 is fine; 3.12+ made None immortal.
+NONE_REFCOUNT_BUG = ("6.12.0",)
+
+
+def pyside_warning(version: str | None = None, python: tuple[int, int] | None = None) -> str | None:
+    """A warning when the installed PySide6 will crash this Python after long use, else None."""
+    if version is None:
+        from importlib import metadata
+
+        for dist in ("PySide6-Essentials", "PySide6"):
+            try:
+                version = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    python = python or sys.version_info[:2]
+    if version not in NONE_REFCOUNT_BUG or python >= (3, 12):
+        return None
+    return (f"patchlab: warning: PySide6 {version} on Python {python[0]}.{python[1]} loses a reference "
+            "to None on every Qt call; the window aborts after about 150 runs. Install another "
+            "release: pip install 'PySide6-Essentials==6.11.3' (or use Python 3.12+).")
+
+
 def check_platform(env: dict[str, str] | None = None, run_probe: bool = True) -> None:
     """Raise :class:`InputError` naming the missing package when Qt's xcb plugin cannot load.
 
@@ -154,6 +180,9 @@ def check_platform(env: dict[str, str] | None = None, run_probe: bool = True) ->
         ``ldd`` cannot see; costs about half a second).
     """
     env = dict(os.environ) if env is None else env
+    warning = pyside_warning()
+    if warning:
+        print(warning, file=sys.stderr)
     if env.get("PATCHLAB_SKIP_PLATFORM_CHECK") or not uses_xcb(env):
         return
     plugin = xcb_plugin()

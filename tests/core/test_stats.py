@@ -185,3 +185,16 @@ def test_exact_enumeration_visits_every_sign_pattern_once():
     signs = np.array(list(itertools.product((1.0, -1.0), repeat=5)))
     assert len(set(signs @ effects)) == 32
     assert sign_flip_pvalues(effects)[()] == 2 / 32
+
+
+def test_float_noise_where_a_patch_changes_nothing_is_not_significant():
+    # 12 pairs whose patched run equals the base run up to 1e-7 of float32 noise, all one sign:
+    # a bare sign-flip test would give p = 2/4096; the result treats them as no change
+    n = 12
+    base, source = np.linspace(-1, 1, n), np.linspace(-1, 1, n) + 3.0
+    raw = np.stack([base + 1e-7, base + 1.0 + 0.1 * np.arange(n)], axis=1)  # cell 0 noise, cell 1 real
+    res = make(raw, base, source, metric="logit_diff")
+    assert sign_flip_pvalues(raw[:, 0] - base)[()] == pytest.approx(2 / 4096)
+    p = res.pvalues()
+    assert p[0] == 1.0 and p[1] == pytest.approx(2 / 4096)
+    assert res.significant().tolist() == [False, True]

@@ -154,3 +154,37 @@ def test_templates_round_trip_and_typed_word_lists():
     assert [p.clean for p in generate(t, 3, seed=0)] == [p.clean for p in generate(t, 3, seed=0)]
     with pytest.raises(InputError, match="line 1"):
         parse_slots("no colon here")
+
+
+def test_shipped_pair_sets_equal_a_fresh_generation_and_give_significant_cells(toy):
+    from patchlab.core.resources import resource_path
+
+    folder = resource_path("pairs")
+    for rule in ("induction", "skip"):
+        shipped = load_pairs(folder / f"toy-attn2-{rule}-50.csv")
+        assert shipped == generate_pairs("toy-attn2", rule, n=50, seed=0, same_length=True)
+        assert len({len(p.clean.split()) for p in shipped}) == 1
+    assert load_pairs(folder / "gpt2-ioi-50.csv") == generate(IOI, 50, seed=0)
+
+    pairs = load_pairs(folder / "toy-attn2-induction-50.csv")
+    res = patchlab.patch(toy, pairs, target="resid_pre")
+    # identity: at layer 0 the residual stream is the embedding, so patching the one token that
+    # differs turns the corrupted run into the clean run (recovered = 1 for every pair), and
+    # patching a token both prompts share changes nothing (effect 0: p = 1)
+    tokens = [toy.to_str_tokens(p.clean) for p in pairs]
+    diff = [next(i for i, (a, b) in enumerate(zip(t, toy.to_str_tokens(p.corrupted))) if a != b)
+            for t, p in zip(tokens, pairs)]
+    p = res.pvalues()
+    sig = res.significant(0.05)
+    for k, d in enumerate(diff):
+        np.testing.assert_allclose(res.per_pair[k, 0, d], 1.0, atol=1e-4)
+    same = [i for i in range(len(tokens[0])) if i not in diff]
+    np.testing.assert_allclose(res.values[0, same], 0.0, atol=1e-5)
+    assert (p[0, same] == 1.0).all() and not sig[0, same].any()
+    # the swapped token sits at different positions in different pairs; where most pairs have
+    # it, all those pairs restore fully (same sign), so the cell is significant
+    counts = {d: diff.count(d) for d in set(diff)}
+    top = max(counts, key=counts.get)
+    assert counts[top] >= 8 and sig[0, top]
+    lo, hi = res.bootstrap_ci()
+    assert lo[0, top] > 0.2 and hi[0, top] <= 1.0 + 1e-6
