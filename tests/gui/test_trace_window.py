@@ -100,7 +100,7 @@ def test_trace_mlp_shows_neurons_and_patches_one(qtbot, make_window):
             _, cache = w.model.run_with_cache(p.clean)
             src = cache["blocks.0.mlp.hook_post"][..., n]
 
-            def hook(act, hook):  # noqa: ARG001
+            def hook(act, hook, src=src):  # noqa: ARG001
                 act[..., n] = src
                 return act
 

@@ -53,6 +53,8 @@ class WeightsTab(QWidget):
             bar.addWidget(w, 1 if w is self.tokens else 0)
         self.matrix = WeightsView()
         self.composition = WeightsView()
+        self.composition.ranked.setMaximumWidth(260)  # leave the score heatmap room on small screens
+        self.composition.ranked.horizontalHeader().setStretchLastSection(True)
         split = QSplitter()
         split.addWidget(self.matrix)
         split.addWidget(self.composition)
