@@ -56,7 +56,7 @@ def test_cells_without_a_change_are_exactly_the_base_value(model, pair):
     # "Alice saw" is shared: resid_pre at positions before the swap is identical in both runs
     est, exact = _both(model, pair, "resid_pre")
     base = est.meta["runs"]["corrupted"]["logit_diff"]
-    first_diff = 2 if model.cfg.default_prepend_bos else 1
+    first_diff = _first_difference(model, pair)
     # a zero change gives exactly the base value, as exact patching does
     np.testing.assert_array_equal(est.values[:, :first_diff], base)
     np.testing.assert_allclose(exact.values[:, :first_diff], base, atol=1e-4)
@@ -71,13 +71,21 @@ def test_every_metric_is_estimated_around_the_base_run(model, pair, metric):
     assert np.abs(est.values - exact.values).max() < tol
 
 
+def _first_difference(model, pair) -> int:
+    """First position where the two prompts' tokens differ (from the tokenizer, not a result)."""
+    clean, corrupted = model.to_tokens(pair.clean)[0], model.to_tokens(pair.corrupted)[0]
+    return int((clean != corrupted).nonzero()[0, 0])
+
+
 def test_the_residual_stream_is_only_roughly_linear(model, pair):
-    # big substitutions (token embeddings) are attribution patching's known weak spot, but
-    # on these small random models the estimate still ranks the swapped cells like the truth
+    # the swapped token's own column is a big substitution (attribution patching's known weak
+    # spot: no claim there); the later positions carry small, indirect changes, where the
+    # first-order estimate must track exact patching closely
     est, exact = _both(model, pair, "resid_pre")
     base = est.meta["runs"]["corrupted"]["logit_diff"]
-    x, y = exact.values.ravel() - base, est.values.ravel() - base
+    later = slice(_first_difference(model, pair) + 1, None)
+    x, y = exact.values[:, later].ravel() - base, est.values[:, later].ravel() - base
     moving = np.abs(x) > 1e-6
     assert moving.sum() >= 3
-    assert np.corrcoef(x[moving], y[moving])[0, 1] > 0.8
+    assert np.corrcoef(x[moving], y[moving])[0, 1] > 0.9
     assert np.sign(x[moving] @ y[moving]) > 0

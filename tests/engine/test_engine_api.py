@@ -136,5 +136,5 @@ def test_a_prepared_context_serves_attribution_then_exact(model, pair):
     np.testing.assert_allclose(exact.values, patchlab.patch(model, pair, target="attn_head_out_all_pos").values, atol=1e-5)
     np.testing.assert_allclose(est.values, patchlab.patch(model, pair, target="attn_head_out_all_pos",
                                                           method="attribution").values, atol=1e-5)
-    with pytest.raises(patchlab.InputError, match="another model, target"):
+    with pytest.raises(patchlab.InputError, match="was made for target"):
         run_to_end(iter_patch(model, pair, target="resid_pre", context=ctx))
