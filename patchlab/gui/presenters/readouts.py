@@ -63,9 +63,13 @@ class ReadoutPresenter:
                                context=(scope, pairs[0]))
 
     def _done_readout(self, out: Outcome) -> None:
-        if not out.ok:
-            return  # validation already shows pair problems; a cancel is superseded
         scope, pair = out.context
+        if out.status is Status.ERROR:  # never leave the previous pair's readouts as if current
+            self.runs = None
+            self.view.set_runs_error(out.error or "readout failed", scope.text())
+            return
+        if not out.ok:
+            return  # a cancel is superseded by the next request
         self.runs = out.value
         self.scopes["runs"] = scope
         self.view.set_runs(out.value, pair.answer, pair.wrong, scope.text())
@@ -129,6 +133,8 @@ class DecomposePresenter:
         self.experiment = experiment
         self.on_error = on_error
         self.scope: Scope | None = None
+        self.pairs: list | None = None  # the pairs of the decomposition on screen
+        self._pending: list | None = None
         controller.on_done("decompose", self._done)
         controller.on_progress("decompose", self._progress)
         state.decompositionChanged.connect(self.show)
@@ -140,6 +146,7 @@ class DecomposePresenter:
             return False
         scope = st.scope(len(st.pairs))
         pairs = [st.pairs[i] for i in scope.indices()]
+        self._pending = pairs
         self.view.note.setText(f"decomposing ({scope.text()})\u2026")
         self.experiment.set_progress(0, len(pairs), 0.0, unit="pairs", note="Decomposition: ")
         self.controller.submit("decompose", pair_jobs.decompose_job,
@@ -160,6 +167,7 @@ class DecomposePresenter:
             self.on_error(out.error or "decomposition failed")
             return
         self.scope = out.context
+        self.pairs = self._pending
         n = out.context.n_pairs if out.context.is_mean else 1
         self.state.set_decomposition(out.value)
         self.experiment.set_progress(n, n, out.value.meta.get("elapsed_s", 0.0), unit="pairs",

@@ -53,8 +53,9 @@ def plane_mask(mask: np.ndarray, values: np.ndarray, axes: tuple[str, ...], pos:
     return np.take_along_axis(np.moveaxis(mask, p, -1), idx[..., None], axis=-1)[..., 0]
 
 
-def symmetric_limit(values: np.ndarray, metric: str) -> float:
-    finite = np.abs(values[np.isfinite(values)])
+def symmetric_limit(values: np.ndarray, metric: str, centre: float = 0.0) -> float:
+    """Half-width of the colour range around ``centre`` (the metric's no-effect value)."""
+    finite = np.abs(values[np.isfinite(values)] - centre)
     m = float(finite.max()) if finite.size else 0.0
     if metric == "logit_diff_recovered":
         m = max(m, 1.0)  # keep 1 = fully restored comparable across runs
@@ -78,6 +79,7 @@ class HeatmapView(QWidget):
         self._axes: tuple[str, ...] = ()
         self._labels: dict[str, list[str]] = {}
         self._metric = ""
+        self._centre = 0.0  # the no-effect value the diverging colours are centred on
         self._title = ""
         self._dirty = False
         self._selected: tuple[int, ...] | None = None
@@ -118,6 +120,9 @@ class HeatmapView(QWidget):
         self.pos_box.currentIndexChanged.connect(self._on_pos_changed)
         self.cbd = QCheckBox("Colour-blind-safe colours")
         self.cbd.toggled.connect(self._on_cmap_toggled)
+        self.stale_label = QLabel("")
+        self.stale_label.setStyleSheet("color: #b35900")
+        self.stale_label.setVisible(False)
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
         self.hover = QLabel(" ")
@@ -127,6 +132,7 @@ class HeatmapView(QWidget):
         bar.addWidget(self.pos_label)
         bar.addWidget(self.pos_box)
         bar.addStretch(1)
+        bar.addWidget(self.stale_label)
         bar.addWidget(self.cbd)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -138,6 +144,14 @@ class HeatmapView(QWidget):
         self.legend.setVisible(False)
         self._show_empty()
 
+        # keyboard (issue 11 item 8): the view takes focus; arrows move a cursor over the
+        # cells, Enter/Return selects the cell under it (the patched readout follows)
+        self._cursor: tuple[int, int] | None = None
+        self.setFocusPolicy(Qt.StrongFocus)
+        self.graphics.setFocusPolicy(Qt.NoFocus)
+        self.setAccessibleName("patching heatmap")
+        self.setAccessibleDescription("Arrow keys move over the cells; Enter shows the patched run")
+        self.pos_box.setAccessibleName("position")
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.graphics.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self._timer = QTimer(self)
@@ -147,8 +161,13 @@ class HeatmapView(QWidget):
 
     # -- data in --------------------------------------------------------------------------
     def set_data(self, values: np.ndarray, axes: tuple[str, ...], labels: dict[str, list[str]],
-                 *, metric: str, title: str) -> None:
-        """Show ``values`` (NaN = not computed yet); cheap, the redraw happens on a timer."""
+                 *, metric: str, title: str, centre: float = 0.0) -> None:
+        """Show ``values`` (NaN = not computed yet); cheap, the redraw happens on a timer.
+
+        ``centre`` is the value drawn white: the metric's no-effect value (issue 11 item 7; 0
+        for ``logit_diff_recovered``, the unpatched run's value for the raw metrics).
+        """
+        self._centre = float(centre) if np.isfinite(centre) else 0.0
         new_shape = self._values is None or self._values.shape != values.shape or self._axes != tuple(axes)
         new_pos = labels.get("pos") != self._labels.get("pos")
         self._values = values
@@ -158,6 +177,7 @@ class HeatmapView(QWidget):
         self._title = title
         if new_shape:
             self._selected = None
+            self._cursor = None
             self.marker.setVisible(False)
             self._fill_positions()
         elif new_pos:  # the same grid for another pair: keep the chosen position
@@ -167,6 +187,19 @@ class HeatmapView(QWidget):
             self.pos_box.setCurrentIndex(keep)
             self.pos_box.blockSignals(False)
         self._dirty = True
+
+    def set_stale(self, reason: str) -> None:
+        """Dim the map and say "inputs changed: run again" (``reason`` "" = current)."""
+        if reason == getattr(self, "_stale", ""):
+            return
+        self._stale = reason
+        self.image.setOpacity(0.35 if reason else 1.0)
+        self.stale_label.setText(f"<b>inputs changed: run again</b> ({reason} changed since this run)" if reason else "")
+        self.stale_label.setVisible(bool(reason))
+
+    @property
+    def stale(self) -> str:
+        return getattr(self, "_stale", "")
 
     def set_significance(self, mask: np.ndarray | None, legend: str = "") -> None:
         """Fade the cells where ``mask`` is False (None: no statistics, nothing faded)."""
@@ -278,9 +311,11 @@ class HeatmapView(QWidget):
             return
         self._dirty = False
         data, xaxis = self.current_plane()
-        m = symmetric_limit(data, self._metric)
+        c = self._centre
+        m = symmetric_limit(data, self._metric, c)
+        levels = (c - m, c + m)
         self.image.setImage(np.ascontiguousarray(data, dtype=np.float64), autoLevels=False,
-                            levels=(-m, m))
+                            levels=levels)
         n_layers, n_x = data.shape
         ylab = self._labels.get("layer", [str(i) for i in range(n_layers)])
         xlab = self._labels.get(xaxis, [str(i) for i in range(n_x)])
@@ -290,9 +325,11 @@ class HeatmapView(QWidget):
             xticks = [(i + 0.5, xlab[i]) for i in range(n_x)]
         # set only what changed: each setter re-lays out or regenerates an axis, and during a
         # sweep only the image (and perhaps the levels) change (keeps event-loop stalls short)
-        self._set_once("levels", m, self.colorbar.setLevels, (-m, m))
+        self._set_once("levels", levels, self.colorbar.setLevels, levels)
         self._set_once("cmap", self.cbd.isChecked(), self.colorbar.setColorMap, CMAPS[self.cbd.isChecked()])
         bar_label = METRICS.get(self._metric, self._metric).split(" (")[0]
+        if c != 0.0:  # say where white is: the unpatched run, not 0
+            bar_label += f" (white = unpatched run, {c:.3g})"
         self._set_once("bar_label", bar_label, self.colorbar.axis.setLabel, bar_label)
         if self._set_once("shape", (n_layers, n_x), self.image.setRect, QRectF(0, 0, n_x, n_layers)):
             self.plot.setRange(xRange=(0, n_x), yRange=(0, n_layers), padding=0)
@@ -411,7 +448,39 @@ class HeatmapView(QWidget):
     def _on_mouse_clicked(self, event) -> None:
         cell = self.cell_at(event.scenePos())
         if cell is not None:
+            self.setFocus(Qt.MouseFocusReason)
+            self._cursor = cell
             self.select_cell(self.full_index(*cell))
+
+    @property
+    def cursor_cell(self) -> tuple[int, int] | None:
+        """(layer, x) of the keyboard cursor, or None."""
+        return self._cursor
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
+        moves = {Qt.Key_Up: (-1, 0), Qt.Key_Down: (1, 0), Qt.Key_Left: (0, -1), Qt.Key_Right: (0, 1)}
+        key = event.key()
+        if self._values is None or (key not in moves and key not in (Qt.Key_Return, Qt.Key_Enter)):
+            super().keyPressEvent(event)
+            return
+        n_layers, n_x = self.current_plane()[0].shape
+        if self._cursor is None:  # start from the selected cell, else the top-left one
+            sel = self._selected
+            start = (sel[0], sel[self._axes.index("head")] if len(self._axes) == 3 else sel[1]) if sel else (0, 0)
+            self._cursor = start
+            if key in moves:
+                moves = {k: (0, 0) for k in moves}  # the first arrow shows the cursor in place
+        if key in moves:
+            dl, dx = moves[key]
+            layer = min(max(self._cursor[0] + dl, 0), n_layers - 1)
+            x = min(max(self._cursor[1] + dx, 0), n_x - 1)
+            self._cursor = (layer, x)
+            self.marker.setRect(QRectF(x, layer, 1, 1))
+            self.marker.setVisible(True)
+            self.hover.setText(self.describe(self.full_index(layer, x)) + "  (Enter: patched run)")
+        else:
+            self.select_cell(self.full_index(*self._cursor))
+        event.accept()
 
     def select_cell(self, index: tuple[int, ...]) -> None:
         """Mark a cell and emit :attr:`cellSelected` (also used by tests)."""
