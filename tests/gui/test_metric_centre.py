@@ -57,3 +57,32 @@ def test_window_centres_raw_metric_on_unpatched_run(qtbot, window):
     assert abs(w.heatmap._centre - expected) < 1e-3, (w.heatmap._centre, expected)
     lo, hi = w.heatmap.image.getLevels()
     assert abs((lo + hi) / 2 - expected) < 1e-3
+
+
+def test_long_prompt_ticks_thinned_and_positions_searchable(qtbot):
+    from patchlab.gui.views.heatmap import MAX_TICKS, HeatmapView, thin_ticks
+
+    ticks = [(i + 0.5, f"t{i}") for i in range(500)]
+    thin = thin_ticks(ticks)
+    assert len(thin) <= MAX_TICKS and thin[0] == ticks[0] and thin[-1] == ticks[-1]
+    assert thin_ticks(ticks[:10]) == ticks[:10]
+
+    view = HeatmapView()
+    qtbot.addWidget(view)
+    n_pos = 300
+    values = np.zeros((2, 4, n_pos))
+    pos = [f"w{i}" for i in range(n_pos)]
+    view.set_data(values, ("layer", "head", "pos"), {"layer": ["L0", "L1"], "head": ["H0", "H1", "H2", "H3"],
+                                                    "pos": pos}, metric="logit_diff_recovered", title="t")
+    view.flush()
+    assert len(view.plot.getAxis("left")._tickLevels[0]) <= MAX_TICKS
+    view.pos_box.show()
+    # searchable: typing filters the positions by substring
+    completer = view.pos_box.completer()
+    completer.setCompletionPrefix("w123")
+    assert completer.currentCompletion() == "123: 'w123'"
+    assert view.pos_box.count() == n_pos + 1
+    view.set_data(np.zeros((2, n_pos)), ("layer", "pos"), {"layer": ["L0", "L1"], "pos": pos},
+                  metric="logit_diff_recovered", title="t")
+    view.flush()
+    assert len(view.plot.getAxis("bottom")._tickLevels[0]) <= MAX_TICKS

@@ -9,6 +9,7 @@ from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QCompleter,
     QGraphicsRectItem,
     QHBoxLayout,
     QLabel,
@@ -51,6 +52,21 @@ def plane_mask(mask: np.ndarray, values: np.ndarray, axes: tuple[str, ...], pos:
     moved = np.moveaxis(values, p, -1)
     idx = np.abs(np.where(np.isfinite(moved), moved, 0.0)).argmax(axis=-1)
     return np.take_along_axis(np.moveaxis(mask, p, -1), idx[..., None], axis=-1)[..., 0]
+
+
+#: At most this many tick labels per axis: long prompts (500 positions) would overlap.
+MAX_TICKS = 40
+
+
+def thin_ticks(ticks: list[tuple[float, str]], limit: int = MAX_TICKS) -> list[tuple[float, str]]:
+    """Every n-th tick so that at most ``limit`` are labelled (the last one is kept)."""
+    if len(ticks) <= limit:
+        return ticks
+    step = -(-len(ticks) // limit)
+    keep = ticks[::step]
+    if keep[-1] is not ticks[-1]:
+        keep = keep[:-1] + [ticks[-1]]
+    return keep
 
 
 def symmetric_limit(values: np.ndarray, metric: str, centre: float = 0.0) -> float:
@@ -116,7 +132,14 @@ class HeatmapView(QWidget):
         self.plot.addItem(self.marker)
 
         self.pos_box = QComboBox()
-        self.pos_box.setToolTip("Position shown for per-position head targets")
+        self.pos_box.setToolTip("Position shown for per-position head targets (type to search)")
+        # searchable: long prompts have hundreds of positions; typing a token or an index
+        # filters the list (substring match) instead of scrolling it
+        self.pos_box.setEditable(True)
+        self.pos_box.setInsertPolicy(QComboBox.NoInsert)
+        self.pos_box.completer().setFilterMode(Qt.MatchContains)
+        self.pos_box.completer().setCompletionMode(QCompleter.PopupCompletion)
+        self.pos_box.setMaxVisibleItems(20)
         self.pos_box.currentIndexChanged.connect(self._on_pos_changed)
         self.cbd = QCheckBox("Colour-blind-safe colours")
         self.cbd.toggled.connect(self._on_cmap_toggled)
@@ -335,7 +358,8 @@ class HeatmapView(QWidget):
             self.plot.setRange(xRange=(0, n_x), yRange=(0, n_layers), padding=0)
         self._draw_hatches(n_x)
         self._draw_fade(n_layers, n_x)
-        yticks = [(i + 0.5, ylab[i]) for i in range(n_layers)]
+        xticks = thin_ticks(xticks)  # hover and the position selector name every cell
+        yticks = thin_ticks([(i + 0.5, ylab[i]) for i in range(n_layers)])
         self._set_once("yticks", yticks, self.plot.getAxis("left").setTicks, [yticks])
         self._set_once("ylabel", "layer", self.plot.getAxis("left").setLabel, "layer")
         self._set_once("xticks", xticks, self.plot.getAxis("bottom").setTicks, [xticks])
