@@ -35,6 +35,7 @@ from patchlab.gui.presenters.sweep import SweepPresenter
 from patchlab.gui.preview import preview_then_exact
 from patchlab.gui.services import errorlog, exports, sessions
 from patchlab.gui.services import settings as settings_service
+from patchlab.gui.services.background import BackgroundWriter
 from patchlab.gui.state import AppState, RunSpec
 from patchlab.gui.views.cell_pairs import CellPairsView
 from patchlab.gui.views.decompose_view import DecomposeView
@@ -99,6 +100,7 @@ class MainWindow(QMainWindow):
         self.last_details = ""
         self.state = AppState(self)
         self.controller = Controller(self)
+        self.writer = BackgroundWriter(self)  # CSV / JSON / session writes off the GUI thread
 
         self.model_panel = ModelPanel(list_embedded(), available_devices())
         self.pair_editor = PairEditor()
@@ -243,6 +245,23 @@ class MainWindow(QMainWindow):
             return None
         self.notify(f"Exported {out}", 8000)
         return out
+
+    def report_errors_later(self, fn, *args, then=None) -> None:
+        """:meth:`report_errors` with ``fn`` run off the GUI thread (file writes only: it must
+        touch no widget and no model); ``then(value)`` runs on the main thread on success."""
+        def done(value, error, details):
+            if isinstance(error, PatchlabError):
+                self.show_error("Export failed", str(error))
+            elif error is not None:
+                errorlog.log_error(self.error_log_path, "write", repr(error), details)
+                self.show_error("Export failed", f"{type(error).__name__}: {error}")
+            else:
+                self.notify(f"Saved {value}", 8000)
+                if then is not None:
+                    then(value)
+
+        self.notify("Writing\u2026", 0)
+        self.writer.submit(fn, *args, on_done=done)
 
     # -- model ----------------------------------------------------------------------------
     @Slot(str, str, str, str)
@@ -438,6 +457,7 @@ class MainWindow(QMainWindow):
                 errorlog.log_error(self.error_log_path, "close", f"{step.__name__}: {exc!r}",
                                    traceback.format_exc())
         try:
+            self.writer.wait()  # a "Save" just before quitting completes
             self.controller.shutdown()
         finally:
             super().closeEvent(event)

@@ -216,3 +216,26 @@ def test_model_change_drops_queued_readout(qtbot, window, monkeypatch, gui_model
     assert all(o.status is not Status.OK for o in stale), "a readout for the old model was shown"
     # the readouts on screen now come from the new model
     assert "computing" not in w.readouts.labels["clean"].text()
+
+
+def test_export_data_off_the_gui_thread(qtbot, window, tmp_path):
+    import threading
+
+    w = window
+    assert w.run()
+    qtbot.waitUntil(lambda: w.state.result is not None, timeout=WAIT)
+    wait_idle(qtbot, w)
+    threads, saved = [], []
+
+    def export(path):
+        threads.append(threading.current_thread())
+        return w.export_data(path)
+
+    w.report_errors_later(export, tmp_path / "bg.csv", then=saved.append)
+    qtbot.waitUntil(lambda: bool(saved), timeout=WAIT)
+    assert threads and threads[0] is not threading.main_thread()
+    assert (tmp_path / "bg.csv").read_text() == w.state.result.to_csv()
+    # a failing write comes back to the main thread as a message
+    w.report_errors_later(w.export_data, tmp_path / "missing" / "x.csv")
+    qtbot.waitUntil(lambda: bool(w.last_error), timeout=WAIT)
+    assert "does not exist" in w.last_error
