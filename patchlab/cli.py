@@ -32,6 +32,36 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--processing", default="compat", choices=["compat", "raw"],
                    help="compat: TransformerLens compatibility mode (default); raw: Hugging Face weights")
     p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the Hub (off by default)")
+    _split_args(p)
+
+
+def _split_args(p: argparse.ArgumentParser) -> None:
+    """Multi-device loading (issue 13): passed through to TransformerLens's boot_transformers."""
+    p.add_argument("--device-map", default=None,
+                   help="split the model over devices: auto, balanced, sequential (replaces --device)")
+    p.add_argument("--max-memory", default=None,
+                   help="per-device budget for --device-map, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
+
+
+def _parse_max_memory(text: str | None) -> dict[Any, str] | None:
+    if not text:
+        return None
+    budget: dict[Any, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(f"--max-memory: {part!r} is not DEVICE=SIZE (e.g. 0=20GiB,cpu=64GiB).")
+        key = key.strip()
+        budget[int(key) if key.isdigit() else key] = value.strip()
+    return budget
+
+
+def _say_engine(meta: dict[str, Any]) -> None:
+    """Which exact engine ran and, if the fast one was not used, why (stderr; issue 13)."""
+    line = f"engine: {meta.get('engine_path', '?')}"
+    if meta.get("fallback_reason"):
+        line += f" (the fast path was not used: {meta['fallback_reason']})"
+    print(line, file=sys.stderr)
 
 
 def _pair_args(p: argparse.ArgumentParser) -> None:
@@ -94,7 +124,8 @@ def _load(args) -> Any:
 
     print(f"loading {args.model or 'the embedded default model'}...", file=sys.stderr)
     model = load_model(args.model, device=args.device, dtype=args.dtype, processing=args.processing,
-                       trust_remote_code=args.trust_remote_code)
+                       trust_remote_code=args.trust_remote_code, device_map=getattr(args, "device_map", None),
+                       max_memory=_parse_max_memory(getattr(args, "max_memory", None)))
     info = model_info(model)
     print(f"model {info.name} on {info.device} ({info.processing})", file=sys.stderr)
     return model
@@ -220,6 +251,7 @@ def cmd_sweep(args) -> int:
         bar.update(ev.done, ev.total, ev.elapsed)
     bar.close()
     meta = result.meta
+    _say_engine(meta)
     print(f"{meta['target']} ({meta['direction']}: {DIRECTIONS[meta['direction']]}), metric {meta['metric']}, "
           f"{meta['method']} via {meta['engine_path']} in {meta['elapsed_s']:.2f}s")
     for run in ("clean", "corrupted"):

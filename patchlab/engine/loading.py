@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from patchlab.core.errors import InputError, ModelLoadError
+from patchlab.engine import load_errors
 
 PROCESSING_MODES = {
     "compat": "TransformerLens compatibility mode (folded LayerNorm, centred weights)",
@@ -38,6 +39,7 @@ class ModelInfo:
     device: str
     dtype: str
     architecture: str = ""
+    device_map: str = ""  # JSON of the layer -> device map when split with device_map
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,6 +153,8 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     processing: str = "compat",
     trust_remote_code: bool = False,
+    device_map: str | dict[str, Any] | None = None,
+    max_memory: dict[Any, Any] | None = None,
 ) -> Any:
     """Load a model as a ``transformer_lens.TransformerBridge``.
 
@@ -171,6 +175,11 @@ def load_model(
         logit attribution does. Recorded in :func:`model_info`.
     trust_remote_code : bool
         Off by default; only turn it on for Hub models whose code you trust.
+    device_map, max_memory : optional
+        Passed to ``TransformerBridge.boot_transformers`` to split a model over devices
+        (``device_map="auto"`` and a per-device ``max_memory`` budget such as
+        ``{0: "20GiB", 1: "20GiB"}``); ``device`` is then ignored. The hook path runs such a
+        model; the fast path runs only when every layer sits on one device, else it says why.
 
     Raises
     ------
@@ -186,6 +195,12 @@ def load_model(
         raise InputError(f"Unknown processing {processing!r}: use 'compat' or 'raw'.")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
+    if max_memory is not None and device_map is None:
+        device_map = "auto"  # a memory budget only means something to the dispatcher
+    problem = load_errors.dtype_problem(torch_dtype, dev) if device_map is None else None
+    if problem:
+        raise InputError(problem)
+    split = {"device_map": device_map, "max_memory": max_memory}
     if name is None or str(name).strip() == "":
         if embedded is None:
             raise ModelLoadError("This build of patchlab ships no embedded model: give a model name or folder.")
@@ -201,17 +216,18 @@ def load_model(
             raise ModelLoadError(f"The embedded model {name!r} failed to load: {exc}") from exc
     elif path.exists() or name.startswith((".", "/", "~")) or (os.sep in name and not _looks_like_hub_id(name)):
         source = "local"
-        model = _load_local(path, dev, torch_dtype, trust_remote_code)
+        model = _load_local(path, dev, torch_dtype, trust_remote_code, split)
     else:
         source = "hub"
-        model = _load_hub(name, dev, torch_dtype, trust_remote_code)
+        model = _load_hub(name, dev, torch_dtype, trust_remote_code, split)
 
     if processing == "compat" and not getattr(model, "compatibility_mode", False):
         try:
             model.enable_compatibility_mode()
         except Exception as exc:
+            why = load_errors.describe(name, exc) or str(exc)
             raise ModelLoadError(
-                f"{name!r} loaded, but TransformerLens compatibility mode failed ({exc}). "
+                f"{name!r} loaded, but TransformerLens compatibility mode failed ({why}). "
                 "Load it with processing='raw' (--processing raw)."
             ) from exc
     model.eval()
@@ -224,6 +240,12 @@ def load_model(
         dtype=str(param.dtype).replace("torch.", ""),
         architecture=str(getattr(model.cfg, "original_architecture", "") or getattr(model.cfg, "architecture", "") or ""),
     )
+    if device_map is not None:
+        import json  # noqa: PLC0415
+
+        hf_map = getattr(getattr(model, "original_model", None), "hf_device_map", None) or device_map
+        shown = {str(k): str(v) for k, v in hf_map.items()} if isinstance(hf_map, dict) else str(hf_map)
+        model._patchlab_info = replace(model._patchlab_info, device_map=json.dumps(shown))
     return model
 
 
@@ -232,13 +254,16 @@ def _looks_like_hub_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
 
-def _boot(name_or_dir: str, dev: str, dtype, trust_remote_code: bool):
+def _boot(name_or_dir: str, dev: str, dtype, trust_remote_code: bool, split: dict[str, Any] | None = None):
     from transformer_lens import TransformerBridge
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bars in the CLI or the app log
 
     kwargs: dict[str, Any] = {"device": dev}
+    if split and split.get("device_map") is not None:
+        # boot_transformers takes device_map and device as mutually exclusive
+        kwargs = {k: v for k, v in split.items() if v is not None}
     if dtype is not None:
         kwargs["dtype"] = dtype
     if trust_remote_code:
@@ -246,7 +271,7 @@ def _boot(name_or_dir: str, dev: str, dtype, trust_remote_code: bool):
     return TransformerBridge.boot_transformers(name_or_dir, **kwargs)
 
 
-def _load_local(path: Path, dev: str, dtype, trust_remote_code: bool):
+def _load_local(path: Path, dev: str, dtype, trust_remote_code: bool, split: dict[str, Any] | None = None):
     if not path.is_dir():
         raise ModelLoadError(
             f"The model folder {path} does not exist. Give a folder in Hugging Face format "
@@ -257,16 +282,18 @@ def _load_local(path: Path, dev: str, dtype, trust_remote_code: bool):
             f"{path} has no config.json, so it is not a model folder in Hugging Face format. "
             "Pick the folder that holds config.json and the weights."
         )
+    big = load_errors.too_big(path, dtype, dev, (split or {}).get("device_map"))
+    if big:
+        raise ModelLoadError(big)
     try:
         with _offline(True):
-            return _boot(str(path), dev, dtype, trust_remote_code)
-    except torch.cuda.OutOfMemoryError as exc:
-        raise ModelLoadError(f"Out of GPU memory loading {path}: choose the CPU or a smaller dtype.") from exc
+            return _boot(str(path), dev, dtype, trust_remote_code, split)
     except Exception as exc:
+        known = load_errors.describe(str(path), exc)
+        if known:
+            raise ModelLoadError(known) from exc
         msg = str(exc).splitlines()[0][:400] if str(exc) else type(exc).__name__
-        if "trust_remote_code" in str(exc):
-            msg += " (this model needs custom code: enable trust_remote_code only if you trust it)"
-        raise ModelLoadError(f"Could not load the model in {path}: {msg}") from exc
+        raise ModelLoadError(f"Could not load the model in {path}: {type(exc).__name__}: {msg}") from exc
 
 
 def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
@@ -282,22 +309,21 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
-def _load_hub(name: str, dev: str, dtype, trust_remote_code: bool):
+def _load_hub(name: str, dev: str, dtype, trust_remote_code: bool, split: dict[str, Any] | None = None):
     try:
         # the user's Hugging Face cache first, without touching the network
         with _offline(True):
-            return _boot(name, dev, dtype, trust_remote_code)
-    except Exception as exc:  # not cached (or broken cache): try the Hub below
+            return _boot(name, dev, dtype, trust_remote_code, split)
+    except Exception as exc:  # not cached: try the Hub below; any other cause is the answer
+        if not load_errors.is_not_cached(exc):
+            known = load_errors.describe(name, exc)
+            raise ModelLoadError(known or _describe_hub_failure(name, exc)) from exc
         cached_error = exc
     import huggingface_hub.constants as hf_constants
 
     if hf_constants.HF_HUB_OFFLINE or not hub_reachable():
         raise ModelLoadError(_describe_hub_failure(name, ConnectionError(f"offline ({cached_error})")))
     try:
-        return _boot(name, dev, dtype, trust_remote_code)
-    except torch.cuda.OutOfMemoryError as exc:
-        raise ModelLoadError(f"Out of GPU memory loading {name!r}: choose the CPU or a smaller dtype.") from exc
-    except MemoryError as exc:
-        raise ModelLoadError(f"Out of memory loading {name!r}: choose a smaller model or dtype.") from exc
+        return _boot(name, dev, dtype, trust_remote_code, split)
     except Exception as exc:
-        raise ModelLoadError(_describe_hub_failure(name, exc)) from exc
+        raise ModelLoadError(load_errors.describe(name, exc) or _describe_hub_failure(name, exc)) from exc

@@ -8,6 +8,7 @@ import torch
 
 _MIN_BUDGET = 64 << 20
 _MAX_BUDGET = 4 << 30
+_MAX_CPU_BUDGET = 1 << 30
 
 
 def free_bytes(device: torch.device | str) -> int:
@@ -30,8 +31,13 @@ def free_bytes(device: torch.device | str) -> int:
 
 
 def budget_bytes(device: torch.device | str, fraction: float = 0.25) -> int:
-    """A share of free memory for one batch, clamped to [64 MiB, 4 GiB]."""
-    return max(_MIN_BUDGET, min(_MAX_BUDGET, int(free_bytes(device) * fraction)))
+    """A share of free memory for one batch, clamped to [64 MiB, 4 GiB] (1 GiB on a CPU).
+
+    Batches beyond a few hundred rows gain nothing on a CPU, and a sweep should stay within
+    about a gigabyte of the model's own size there.
+    """
+    cap = _MAX_BUDGET if torch.device(device).type == "cuda" else _MAX_CPU_BUDGET
+    return max(_MIN_BUDGET, min(cap, int(free_bytes(device) * fraction)))
 
 
 def choose_batch(bytes_per_row: int, device: torch.device | str, limit: int, cap: int = 256,

@@ -25,7 +25,7 @@ from patchlab.core.metrics import RAW, aggregate, base_metric, check_direction, 
 from patchlab.core.pairs import PromptPair
 from patchlab.core.result import PatchResult
 from patchlab.engine.context import as_stop, check_stop
-from patchlab.engine.fast.forward import attend, mlp, qkv, rope, run_from, unembed
+from patchlab.engine.fast.forward import attend, mlp, qk_normed, qkv, rope, run_from, unembed
 from patchlab.engine.memory import choose_batch
 from patchlab.engine.pathsetup import (
     PairRuns,
@@ -129,13 +129,14 @@ def receiver_rows(st: PathSetup, pr: PairRuns, D: torch.Tensor, receiver: str, l
     qpos = torch.arange(p0, p0 + n, device=D.device)
     H, Hkv, dh = w.n_heads, w.n_kv, w.d_head
     if receiver == "q":
-        z, _ = attend(w, rope(q, cos, sin, w.rotary_dim), base.k_rot[layer][None], base.v[layer][None], qpos)
+        qr = rope(qk_normed(lay, q, "q"), cos, sin, w.rotary_dim)
+        z, _ = attend(w, qr, base.k_rot[layer][None], base.v[layer][None], qpos)
         dz = z - base.z[layer][p0:]  # [S, n, H, dh]: head h computed with its own new query
         dA = torch.einsum("snhe,hed->shnd", dz, lay.W_O)
     else:
         kf, vf = base.k_rot[layer][None].expand(S, -1, -1, -1), base.v[layer][None].expand(S, -1, -1, -1)
         if receiver == "k":
-            kf = torch.cat([kf[:, :, :p0], rope(k, cos, sin, w.rotary_dim)], dim=2)
+            kf = torch.cat([kf[:, :, :p0], rope(qk_normed(lay, k, "k"), cos, sin, w.rotary_dim)], dim=2)
         else:
             vf = torch.cat([vf[:, :, :p0], v], dim=2)
         qb = base.q_rot[layer][:, p0:][None].expand(S, -1, -1, -1)
@@ -159,7 +160,7 @@ def finish(st: PathSetup, pr: PairRuns, layer: int, stage: str, rows: torch.Tens
     out = []
     for i in range(0, rows.shape[0], bs):
         x = rows[i : i + bs].clone()  # run_from writes into its input
-        out.append(run_from(st.w, layer, stage, x, pr.p0, pr.base))
+        out.append(run_from(st.w, layer, stage, x, pr.p0, pr.base.run))
     return last_quantities(torch.cat(out), pr.answer_id, pr.wrong_id)
 
 

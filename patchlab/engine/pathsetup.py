@@ -21,7 +21,7 @@ from patchlab.core.metrics import RAW, base_metric
 from patchlab.core.pairs import PromptPair
 from patchlab.engine.context import SweepContext, prepare, source_and_base
 from patchlab.engine.fast.backend import shared_prefix, weights_for
-from patchlab.engine.fast.forward import BaseRun, base_run
+from patchlab.engine.fast.forward import BaseRun, base_runs
 from patchlab.engine.fast.weights import FastWeights, Unsupported
 from patchlab.engine.loading import model_info
 from patchlab.engine.quantities import last_quantities
@@ -42,12 +42,25 @@ class Sender:
         return f"L{self.layer}H{self.head}" if self.kind == "head" else f"MLP{self.layer}"
 
 
+class OneRun:
+    """A one-prompt :class:`BaseRun` with its prompt axis dropped from every per-layer list."""
+
+    def __init__(self, run: BaseRun) -> None:
+        self.run = run
+        # base_run may or may not keep the prompt axis (pre[l] [1, T, d] or [T, d])
+        self.batched = run.pre[0].dim() == 3
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.run, name)
+        return [t[0] for t in value] if isinstance(value, list) and self.batched else value
+
+
 @dataclass
 class PairRuns:
     """Both plain-torch runs of one pair, seen from the chosen direction."""
 
-    src: BaseRun
-    base: BaseRun
+    src: Any  # OneRun: per-layer tensors without the prompt axis
+    base: Any
     p0: int  # first position where the prompts differ (earlier positions are identical)
     answer_id: int
     wrong_id: int
@@ -145,9 +158,9 @@ def setup(model: Any, pairs: PromptPair | Sequence[PromptPair], metric: str, dir
         got = {}
         with torch.inference_mode():
             for which in ("clean", "corrupted"):
-                got[which] = base_run(w, tp.tokens(which))
+                got[which] = base_runs(w, tp.tokens(which))  # batched layout; OneRun drops the prompt axis
         for which, ref in (("clean", ctx.clean_raw), ("corrupted", ctx.corrupted_raw)):
-            ours = last_quantities(got[which].last_logits.unsqueeze(0), tp.answer_id, tp.wrong_id)
+            ours = last_quantities(got[which].last_logits.reshape(1, -1), tp.answer_id, tp.wrong_id)
             err = abs(float(ours["logit_diff"][0]) - float(ref["logit_diff"][p]))
             if not err <= TOL * max(1.0, abs(float(ref["logit_diff"][p]))):
                 raise TargetUnavailableError(
@@ -155,7 +168,7 @@ def setup(model: Any, pairs: PromptPair | Sequence[PromptPair], metric: str, dir
                     f"differs from the bridge's (logit difference of the {which} run off by {err:.2g})."
                 )
         p0 = min(shared_prefix(tp.clean, tp.corrupted), tp.n_pos - 1)
-        runs.append(PairRuns(got[src_name], got[base_name], p0, tp.answer_id, tp.wrong_id))
+        runs.append(PairRuns(OneRun(got[src_name]), OneRun(got[base_name]), p0, tp.answer_id, tp.wrong_id))
     return PathSetup(ctx, w, runs)
 
 

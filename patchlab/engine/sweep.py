@@ -13,6 +13,7 @@ import numpy as np
 
 from patchlab._version import __version__
 from patchlab.core.errors import Cancelled, InputError
+from patchlab.core.gqa import kv_labels, kv_meta
 from patchlab.core.metrics import RAW, aggregate, base_metric, check_method
 from patchlab.core.pairs import PromptPair
 from patchlab.core.result import PatchResult
@@ -46,7 +47,14 @@ def _labels(ctx: SweepContext) -> dict[str, list[str]]:
     if "head" in ctx.target.axes:
         n = ctx.row_shape[ctx.target.axes.index("head") - 1]
         labels["head"] = [f"H{h}" for h in range(n)]
+        if _kv_heads(ctx):  # grouped-query k/v: one cell per key/value head (issue 13)
+            labels["head"] = kv_labels(int(ctx.model.cfg.n_heads), n)
     return labels
+
+
+def _kv_heads(ctx: SweepContext) -> bool:
+    n = ctx.row_shape[ctx.target.axes.index("head") - 1] if "head" in ctx.target.axes else 0
+    return ctx.target.uses_kv_heads and 0 < n < int(ctx.model.cfg.n_heads)
 
 
 def _pick_backend(ctx: SweepContext, engine: str):
@@ -133,11 +141,20 @@ def iter_patch(
     """
     stop_fn = as_stop(stop)
     t0 = time.perf_counter()
-    if context is None:
-        ctx = prepare(model, pairs, target=target, metric=metric, direction=direction, method=method,
-                      cache_base=method == "attribution")
+    if context is None and method == "attribution":
+        from patchlab.engine import attribution  # noqa: PLC0415
+
+        # attribution's single forward + backward gives both runs' quantities: no separate prepare
+        ctx = attribution.prepare(model, pairs, target=target, metric=metric, direction=direction, stop=stop_fn)
+    elif context is None:
+        ctx = prepare(model, pairs, target=target, metric=metric, direction=direction, method=method)
     else:
         ctx = _reuse(context, model, pairs, target, metric, direction, method)
+    if method == "exact":
+        # issue 13: refuse targets whose edits TransformerLens discards (never draw them as zeros)
+        from patchlab.engine.probe import check_reaches_output  # noqa: PLC0415
+
+        check_reaches_output(ctx)
     bm = base_metric(metric)
     per_pair_raw = {q: np.full((len(ctx.pairs), *ctx.shape), np.nan) for q in RAW}
 
@@ -195,6 +212,10 @@ def iter_patch(
         meta["partial"] = True
         meta["error"], meta["error_details"] = error
     meta["cell_raw"] = {q: per_pair_raw[q].mean(axis=0) for q in RAW}
+    if hasattr(backend, "result_meta"):  # attribution: "first-order estimate" and of what
+        meta.update(backend.result_meta(ctx))
+    if _kv_heads(ctx):
+        meta.update(kv_meta(int(ctx.model.cfg.n_heads), ctx.row_shape[ctx.target.axes.index("head") - 1]))
     return PatchResult(values=values, axes=ctx.target.axes, labels=_labels(ctx), per_pair=per_pair, meta=meta)
 
 

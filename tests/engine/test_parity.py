@@ -119,11 +119,14 @@ def test_resid_post_agrees_between_engines_and_with_resid_pre(model, pair):
     np.testing.assert_allclose(fast.values[:-1], pre.values[1:], atol=TOL, rtol=0)
 
 
-def test_resid_mid_at_last_position_is_finite(model, pair):
+def test_resid_mid_of_the_last_layer_at_the_last_position_reproduces_the_source(model, pair, engine):
     if model.cfg.parallel_attn_mlp:
         pytest.skip("no resid_mid in parallel attention")
-    mid = patchlab.patch(model, pair, target="resid_mid", metric="logit_diff")
-    assert np.isfinite(mid.values).all()
+    mid = patchlab.patch(model, pair, target="resid_mid", metric="logit_diff", engine=engine)
+    # after the last attention only position-wise maps (MLP, final norm, unembedding) remain
+    assert mid.values[-1, -1] == pytest.approx(mid.meta["runs"]["clean"]["logit_diff"], abs=TOL)
+    # and earlier positions of the last layer's resid_mid cannot reach the last position
+    np.testing.assert_allclose(mid.values[-1, :-1], mid.meta["runs"]["corrupted"]["logit_diff"], atol=TOL)
 
 
 def test_patching_every_position_of_last_resid_post_reproduces_source(model, pair):
@@ -134,10 +137,15 @@ def test_patching_every_position_of_last_resid_post_reproduces_source(model, pai
     assert ld.values[-1, -1] == pytest.approx(ld.meta["runs"]["clean"]["logit_diff"], abs=1e-4)
 
 
-def test_noise_direction_patches_corrupted_into_clean(model):
+def test_noise_direction_patches_corrupted_into_clean(model, engine, monkeypatch):
+    from patchlab.engine.fast import backend
+
+    # the fast path would copy shared-prefix cells from the base run: compute them instead
+    monkeypatch.setattr(backend, "SKIP_SHARED_PREFIX", False)
     # a shared first word: position 0 is the same token even without a BOS token (NeoX)
     pair = patchlab.PromptPair("Alice saw John gave a drink to", "Alice saw Mary gave a drink to", " Mary", " John")
-    res = patchlab.patch(model, pair, target="resid_pre", direction="noise", metric="logit_diff")
+    res = patchlab.patch(model, pair, target="resid_pre", direction="noise", metric="logit_diff", engine=engine)
+    assert res.meta["engine_path"] == ENGINES[engine]
     # the first position is the same token in both prompts: patching it changes nothing
     assert res.values[0, 0] == pytest.approx(res.meta["runs"]["clean"]["logit_diff"], abs=1e-4)
 

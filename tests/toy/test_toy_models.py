@@ -140,7 +140,8 @@ def _rule_attention_by_hand(bridge, docs, rule, offset):
 
 # the route each shipped model learned (toy-attn2's skip route is the documented SURPRISE)
 ROUTES = [("toy-attn2", "skip", "two-hop"), ("toy-attn2", "verbobj", "direct"),
-          ("toy-solu1", "skip", "direct"), ("toy-solu1", "verbobj", "direct")]
+          ("toy-solu1", "skip", "direct"), ("toy-solu1", "verbobj", "direct"),
+          ("toy-attn1", "skip", "direct"), ("toy-attn1", "verbobj", "direct")]
 
 
 @pytest.mark.parametrize("name,rule,route", ROUTES)

@@ -20,7 +20,7 @@ import torch
 from patchlab.core.metrics import RAW
 from patchlab.engine.context import StopFlag, SweepContext, check_stop, hook_name, source_and_base
 from patchlab.engine.fast.entries import cell_start, dense_entry, run_cells
-from patchlab.engine.fast.forward import BaseRun, base_run, run_wave, stopping
+from patchlab.engine.fast.forward import BaseRun, base_runs, run_wave, stopping
 from patchlab.engine.fast.weights import FastWeights, Unsupported, extract
 from patchlab.engine.memory import budget_bytes, choose_batch, is_oom
 from patchlab.engine.quantities import last_quantities
@@ -42,7 +42,7 @@ SKIP_SHARED_PREFIX = True
 # rows still stream to the display
 WAVE_MIN_YIELDS = 2
 # most pairs per group: more adds memory for base runs without larger useful matmuls
-MAX_GROUP = 16
+MAX_GROUP = 8
 
 _WEIGHTS: weakref.WeakKeyDictionary[Any, tuple[Any, FastWeights]] = weakref.WeakKeyDictionary()
 _STATE: dict[int, dict[str, Any]] = {}
@@ -113,7 +113,7 @@ def _verify(ctx: SweepContext, w: FastWeights, groups: list[list[int]]) -> tuple
     bases: list[BaseRun | None] = []
     for group in groups:
         with torch.inference_mode():
-            runs = {which: base_run(w, _group_tokens(ctx, group, which)) for which in ("clean", "corrupted")}
+            runs = {which: base_runs(w, _group_tokens(ctx, group, which)) for which in ("clean", "corrupted")}
         for i, p in enumerate(group):
             tp = ctx.pairs[p]
             for which, ref in (("clean", ctx.clean_raw), ("corrupted", ctx.corrupted_raw)):
@@ -254,7 +254,7 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
         if cached:
             return bases[gi]
         with torch.inference_mode(), stopping(stop):
-            return base_run(w, _group_tokens(ctx, groups[gi], source_and_base(ctx.direction)[1]))
+            return base_runs(w, _group_tokens(ctx, groups[gi], source_and_base(ctx.direction)[1]))
 
     def group_src(gi: int, layer: int) -> torch.Tensor:
         return torch.cat([ctx.source_caches[p][hook_name(tgt, layer)] for p in groups[gi]])
@@ -275,7 +275,8 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
         prow_all = torch.from_numpy(pr).to(device)
         answer = torch.tensor([ctx.pairs[p].answer_id for p in groups[gi]], device=device)
         wrong = torch.tensor([ctx.pairs[p].wrong_id for p in groups[gi]], device=device)
-        todo = list(chunks(starts[ce], n_pos, bs))
+        # largest chunks (earliest starts) first: the row's peak memory, or an OOM, comes at once
+        todo = chunks(starts[ce], n_pos, bs)[::-1]
         while todo:
             check_stop(stop)
             idx = todo.pop(0)

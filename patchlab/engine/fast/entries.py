@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import torch
 
-from patchlab.engine.fast.forward import BaseRun, attend, attn_out, mlp, rope, rows, run_from
+from patchlab.engine.fast.forward import (
+    BaseRun,
+    attend,
+    attn_out,
+    mlp,
+    qk_normed,
+    rope,
+    rows,
+    run_from,
+)
 from patchlab.engine.fast.weights import FastWeights
 
 
@@ -111,7 +120,7 @@ def head_q(w, li, base, prow, src, cells):
     pos, h = cells[:, 0], cells[:, 1]
     q = base.q[li][prow, :, pos]  # [B, H, dh]
     q[r, h] = src[prow, pos, h]
-    qr = _rot_at(w, base, q, pos).unsqueeze(2)  # [B, H, 1, dh]
+    qr = _rot_at(w, base, qk_normed(w.layers[li], q, "q"), pos).unsqueeze(2)  # [B, H, 1, dh]
     z, _ = attend(w, qr, k, v, pos.view(-1, 1))
     return _finish_sparse_attn(w, li, base, prow, pos, attn_out(w, w.layers[li], z)[:, 0])
 
@@ -126,7 +135,7 @@ def head_kv(w, li, base, prow, src, cells, which):
     new = src[prow, pos, g]  # [B, dh]
     if which == "k":
         k = k.clone()
-        k[r, g, pos] = _rot_at(w, base, new, pos)
+        k[r, g, pos] = _rot_at(w, base, qk_normed(w.layers[li], new, "k"), pos)
     else:
         v = v.clone()
         v[r, g, pos] = new
@@ -162,13 +171,13 @@ def changed_heads(w: FastWeights, li: int, base: BaseRun, prow, src: torch.Tenso
     if act == "pattern":  # src [P, H, dest, src]
         return c.unsqueeze(1), torch.bmm(src[prow, c], base.v[li][prow, c // rep]).unsqueeze(2)
     if act == "q":
-        qr = rope(src[prow, :, c].unsqueeze(1), base.cos, base.sin, w.rotary_dim)  # [B, 1, T, dh]
+        qr = rope(qk_normed(w.layers[li], src[prow, :, c].unsqueeze(1), "q"), base.cos, base.sin, w.rotary_dim)  # [B, 1, T, dh]
         kv = c // rep
         z, _ = attend(w, qr, base.k_rot[li][prow, kv].unsqueeze(1), base.v[li][prow, kv].unsqueeze(1), qpos)
         return c.unsqueeze(1), z
     new = src[prow, :, c]  # key/value head c's new k or v, [B, T, dh]
     if act == "k":
-        k, v = rope(new, base.cos, base.sin, w.rotary_dim), base.v[li][prow, c]
+        k, v = rope(qk_normed(w.layers[li], new, "k"), base.cos, base.sin, w.rotary_dim), base.v[li][prow, c]
     else:
         k, v = base.k_rot[li][prow, c], new
     heads = c.unsqueeze(1) * rep + torch.arange(rep, device=c.device)  # [B, rep]

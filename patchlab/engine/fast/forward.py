@@ -92,6 +92,12 @@ def rope(x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None, ro
     return torch.cat((out, xp), dim=-1) if xp.shape[-1] else out
 
 
+def qk_normed(layer: Layer, x: torch.Tensor, which: str) -> torch.Tensor:
+    """Apply the layer's per-head query (``which="q"``) or key norm, if it has one (Qwen3)."""
+    norm = layer.q_norm if which == "q" else layer.k_norm
+    return x if norm is None else norm(x)
+
+
 def qkv(w: FastWeights, layer: Layer, x: torch.Tensor):
     """Pre-rotary q ``[B,H,n,dh]``, k and v ``[B,Hkv,n,dh]`` from residual ``x [B,n,d]``."""
     xn = layer.ln1(x)
@@ -115,6 +121,8 @@ def attend(w: FastWeights, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qp
     keys = torch.arange(Tk, device=q.device)
     qp = qpos.view(1, 1, n, 1) if qpos.dim() == 1 else qpos.view(B, 1, n, 1)
     scores = scores.masked_fill(keys.view(1, 1, 1, Tk) > qp, float("-inf"))
+    if w.window is not None:  # sliding window (Mistral): only the last `window` keys, self included
+        scores = scores.masked_fill(keys.view(1, 1, 1, Tk) <= qp - w.window, float("-inf"))
     # softmax in float32 and back, as HF's attention does in half precision
     pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     z = torch.matmul(pattern.view(B, Hkv, rep * n, Tk), v).view(B, H, n, dh)
@@ -169,6 +177,16 @@ def rotary_tables(w: FastWeights, n_pos: int, like: torch.Tensor):
 
 
 def base_run(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
+    """One unpatched run of ``tokens [1, T]`` with its batch dimension dropped (``pre[l]`` is
+    ``[T, d]``, ``last_logits`` ``[vocab]``), for callers that index positions directly.
+    :func:`run_from` accepts it as pair 0."""
+    r = base_runs(w, tokens)
+    lists = {k: [t[0] for t in getattr(r, k)] for k in (
+        "pre", "mid", "post", "attn", "mlp", "q", "k", "v", "q_rot", "k_rot", "z", "pattern")}
+    return BaseRun(**lists, cos=r.cos, sin=r.sin, last_logits=r.last_logits[0])
+
+
+def base_runs(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
     """Unpatched forward passes of ``tokens [P, T]`` keeping every intermediate."""
     T = int(tokens.shape[-1])
     x = w.W_E[tokens]
@@ -182,7 +200,8 @@ def base_run(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
         checkpoint()
         keep["pre"].append(x)
         q, k, v = qkv(w, layer, x)
-        qr, kr = rope(q, cos, sin, w.rotary_dim), rope(k, cos, sin, w.rotary_dim)
+        qr = rope(qk_normed(layer, q, "q"), cos, sin, w.rotary_dim)
+        kr = rope(qk_normed(layer, k, "k"), cos, sin, w.rotary_dim)
         z, pattern = attend(w, qr, kr, v, qpos)
         a = attn_out(w, layer, z)
         if w.parallel:
@@ -216,29 +235,38 @@ def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
     H, Hkv, dh = w.n_heads, w.n_kv, w.d_head
     if prow is None:
         prow = x.new_zeros(B, dtype=torch.long)
+    kb, vb = base.k_rot[li], base.v[li]
+    if kb.dim() == 3:  # a single run from base_run (batch dimension dropped)
+        kb, vb = kb.unsqueeze(0), vb.unsqueeze(0)
     xv = x.reshape(B * n, d) if valid is None else x[valid]
-    qf, kf, vf = (t.view(-1, h, dh) for t, h in zip(layer.project_qkv(layer.ln1(xv)), (H, Hkv, Hkv)))
+    xn = layer.ln1(xv)
+    if last_only:
+        # only the last query matters in the final block (every row recomputes the last position)
+        last = torch.arange(1, B + 1, device=x.device) * n - 1 if valid is None else valid.sum(1).cumsum(0) - 1
+        qf = layer.project(xn[last], "q").view(-1, H, dh)
+        kf, vf = (layer.project(xn, c).view(-1, Hkv, dh) for c in "kv")
+    else:
+        qf, kf, vf = (t.view(-1, h, dh) for t, h in zip(layer.project_qkv(xn), (H, Hkv, Hkv)))
     grid = torch.arange(s, s + n, device=x.device).expand(B, n)
     pos_f = grid.reshape(-1) if valid is None else grid[valid]
     cos_f = sin_f = None
     if base.cos is not None:
         cos_f, sin_f = base.cos[pos_f].unsqueeze(1), base.sin[pos_f].unsqueeze(1)
-    kf = rope(kf, cos_f, sin_f, w.rotary_dim)
+    kf = rope(qk_normed(layer, kf, "k"), cos_f, sin_f, w.rotary_dim)
+    qf = qk_normed(layer, qf, "q")
     if valid is None:
         k, v = kf.reshape(B, n, Hkv, dh), vf.reshape(B, n, Hkv, dh)
     else:
         # positions a row does not recompute keep its pair's base keys and values
-        k = base.k_rot[li][:, :, s:].transpose(1, 2)[prow]  # (indexing copies)
-        v = base.v[li][:, :, s:].transpose(1, 2)[prow]
+        k = kb[:, :, s:].transpose(1, 2)[prow]  # (indexing copies)
+        v = vb[:, :, s:].transpose(1, 2)[prow]
         k[valid], v[valid] = kf, vf
     k, v = k.transpose(1, 2), v.transpose(1, 2)
     if s:
-        k = torch.cat([rows(base.k_rot[li][:, :, :s], prow), k], dim=2)
-        v = torch.cat([rows(base.v[li][:, :, :s], prow), v], dim=2)
+        k = torch.cat([rows(kb[:, :, :s], prow), k], dim=2)
+        v = torch.cat([rows(vb[:, :, :s], prow), v], dim=2)
     if last_only:
-        # only the last query matters in the final block; every row recomputes the last position
-        last = torch.arange(1, B + 1, device=x.device) * n - 1 if valid is None else valid.sum(1).cumsum(0) - 1
-        q = rope(qf[last], cos_f[last] if cos_f is not None else None,
+        q = rope(qf, cos_f[last] if cos_f is not None else None,
                  sin_f[last] if sin_f is not None else None, w.rotary_dim).unsqueeze(2)
         z, _ = attend(w, q, k, v, grid[0, -1:])
         xl = x[:, -1]

@@ -82,6 +82,9 @@ class Layer:
     W_v2: torch.Tensor | None = None
     W_O_flat: torch.Tensor | None = None
     ln_mlp: Norm | None = None  # SoLU-LN: LayerNorm over d_mlp between activation and W_out
+    # Qwen3: RMSNorm of each head's query and key (over d_head), after the projection, before rotary
+    q_norm: Norm | None = None
+    k_norm: Norm | None = None
 
     def project_qkv(self, xn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flat q ``[N, H dh]``, k and v ``[N, Hkv dh]`` of normalised residuals ``xn [N, d]``.
@@ -89,8 +92,12 @@ class Layer:
         Three products on views of the bridge's weights: fusing them would need a copy of
         every layer's q/k/v weights for the model's life.
         """
-        return (torch.addmm(self.b_Q.reshape(-1), xn, self.W_q2), torch.addmm(self.b_K.reshape(-1), xn, self.W_k2),
-                torch.addmm(self.b_V.reshape(-1), xn, self.W_v2))
+        return self.project(xn, "q"), self.project(xn, "k"), self.project(xn, "v")
+
+    def project(self, xn: torch.Tensor, which: str) -> torch.Tensor:
+        """One of the q/k/v projections (``which``) of ``xn [N, d]``, flat."""
+        W, b = {"q": (self.W_q2, self.b_Q), "k": (self.W_k2, self.b_K), "v": (self.W_v2, self.b_V)}[which]
+        return torch.addmm(b.reshape(-1), xn, W)
 
 
 @dataclass
@@ -110,6 +117,7 @@ class FastWeights:
     attn_only: bool
     rotary: Any  # HF rotary module (called with (x, position_ids)) or None
     rotary_dim: int
+    window: int | None = None  # sliding-window attention: keys within this many positions
     copied_bytes: int = 0  # tensors this object holds that are not views of the bridge's parameters
 
     @property
@@ -119,6 +127,38 @@ class FastWeights:
 
 class Unsupported(Exception):
     """The fast path does not implement this model; the message says why."""
+
+
+def hf_features(model: Any) -> int | None:
+    """Check Hugging Face architecture features the bridge's config does not flag (issue 13).
+
+    Returns the sliding-window length when every layer uses the same window (Mistral), which
+    :func:`~patchlab.engine.fast.forward.attend` implements, else ``None``; raises
+    :class:`Unsupported` for features this path does not implement.
+    """
+    devices = {str(p.device) for p in model.parameters()}
+    if len(devices) > 1:
+        # each block would need its inputs moved between devices; the hook path does that
+        raise Unsupported(f"the model is split over several devices ({', '.join(sorted(devices))})")
+    hf = getattr(getattr(model, "original_model", None), "config", None)
+    blk = model.blocks[0]
+    if hasattr(blk, "ln1_post") or hasattr(blk, "ln2_post"):
+        raise Unsupported("norms after attention and MLP (Gemma 2/3, OLMo 2 style)")
+    if not hasattr(blk, "ln2") and not getattr(model.cfg, "attn_only", False):
+        raise Unsupported("attention and MLP share one LayerNorm (GPT-J style)")
+    if hf is None:
+        return None
+    window = getattr(hf, "sliding_window", None)
+    types = getattr(hf, "layer_types", None) or []
+    if any("sliding" not in t and "full" not in t for t in types):
+        raise Unsupported(f"attention layer types {sorted(set(types))}")
+    if not window or (getattr(hf, "use_sliding_window", True) is False):
+        return None
+    if types and len(set(types)) > 1:
+        raise Unsupported("layers alternate between sliding-window and full attention")
+    if types and types[0] == "full_attention":
+        return None
+    return int(window)
 
 
 def _get(owner: Any, name: str) -> torch.Tensor | None:
@@ -180,6 +220,21 @@ def _mlp_norm(mlp: Any) -> Norm:
     return _norm(ln, rms=False)
 
 
+def _qk_norms(blk: Any, d_head: int) -> tuple[Norm | None, Norm | None]:
+    """Per-head query/key RMSNorms (Qwen3), or (None, None); other q/k norms are unsupported."""
+    attn = getattr(blk, "attn", None)
+    mods = [getattr(attn, n, None) for n in ("q_norm", "k_norm")]
+    if all(m is None for m in mods):
+        return None, None
+    norms = []
+    for m in mods:
+        norm = None if m is None else _norm(m, rms=True)
+        if norm is not None and norm.weight is not None and norm.weight.shape[-1] != d_head:
+            raise Unsupported("query/key norms over all heads together (OLMo 2 style)")
+        norms.append(norm)
+    return norms[0], norms[1]
+
+
 def _rotary(model: Any) -> Any:
     mod = getattr(model, "rotary_emb", None)
     if mod is None:
@@ -195,6 +250,7 @@ def _rotary(model: Any) -> Any:
 def extract(model: Any) -> FastWeights:
     """Collect the bridge's weights; raise :class:`Unsupported` with a reason if unknown."""
     cfg = model.cfg
+    window = hf_features(model)
     for flag in _UNSUPPORTED_FLAGS:
         if getattr(cfg, flag, None):
             raise Unsupported(f"config flag {flag} is set")
@@ -256,6 +312,7 @@ def extract(model: Any) -> FastWeights:
         attn_only=attn_only,
         rotary=rotary,
         rotary_dim=rotary_dim,
+        window=window,
         copied_bytes=copies.bytes,
     )
 
@@ -294,4 +351,5 @@ def _layer(blk: Any, i: int, H: int, dh: int, rms: bool, attn_only: bool, gated:
     layer.W_O_flat = copies.flat(layer.W_O, H * dh)
     if act_name == "solu_ln" and not attn_only:
         layer.ln_mlp = _mlp_norm(blk.mlp)
+    layer.q_norm, layer.k_norm = _qk_norms(blk, dh)
     return layer

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from patchlab.engine.fast.forward import attend, mlp, rope, rotary_tables
+from patchlab.engine.fast.forward import attend, mlp, qkv, rope, rotary_tables
 
 TOL = 2e-3
 
@@ -40,13 +40,9 @@ def weights(model: Any):
 
 
 def _attn_z(w, li: int, x: torch.Tensor, cos, sin) -> torch.Tensor:
-    layer = w.layers[li]
-    B, T, d = x.shape
-    H, Hkv, dh = w.n_heads, w.n_kv, w.d_head
-    out = torch.addmm(layer.b_qkv, layer.ln1(x.reshape(B * T, d)), layer.W_qkv).view(B, T, H + 2 * Hkv, dh)
-    q, k, v = (t.transpose(1, 2) for t in (out[:, :, :H], out[:, :, H:H + Hkv], out[:, :, H + Hkv:]))
+    q, k, v = qkv(w, w.layers[li], x)  # [B, H or Hkv, T, dh], before rotary
     q, k = rope(q, cos, sin, w.rotary_dim), rope(k, cos, sin, w.rotary_dim)
-    z, _ = attend(w, q, k, v, torch.arange(T, device=x.device))
+    z, _ = attend(w, q, k, v, torch.arange(x.shape[1], device=x.device))
     return z  # [B, T, H, dh]
 
 

@@ -153,8 +153,9 @@ def iter_windows(
         ``Batch -> ndarray [rows, pos, n_values]``: the value at each window position (NaN where
         undefined, e.g. the first position for next-token quantities).
     keep : bool
-        Keep per-token values per document (else only the documents' tokens are kept and
-        ``on_batch`` consumes the values, e.g. a top-k heap).
+        Keep per-token values and token strings per document (else ``on_batch`` consumes the
+        values, e.g. a top-k heap, and documents are dropped once processed: memory stays flat
+        however long the corpus).
 
     Returns
     -------
@@ -190,6 +191,9 @@ def iter_windows(
                 k0 = 1 if w.synthetic_bos else 0
                 dest = values[w.doc.slot]
                 dest[w.start + k0:w.start + len(w.ids)] = out[r, k0:len(w.ids)]
+        else:  # nothing per token is kept: drop the finished documents' tokens too
+            for w in wins:
+                w.doc.ids, w.doc.tokens = [], []
 
     def event() -> TextEvent:
         return TextEvent(docs[-1].done_at if docs else 0, corpus.size, corpus.size_unit, n_tokens, len(docs),

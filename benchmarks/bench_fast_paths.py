@@ -1,0 +1,224 @@
+"""Benchmark the fast path's plumbing: many pairs, peak memory, cancel latency.
+
+GPT-2-small-shaped random model (as ``bench_patching.py``), CPU. Prints markdown tables.
+
+- ``pairs``: 1, 8 and 64 distinct pairs of 16 tokens, ``resid_pre`` and
+  ``attn_head_out_all_pos``: seconds per pair and peak resident memory (whole process, and
+  growth above the level before the call).
+- ``memory``: peak resident memory of a by-position head sweep at 64 tokens on the GPT-2-small
+  shape and on a ~1B-parameter random Llama-shaped model (float32), against the model's size.
+  The 1B sweep stops after its first forward pass (chunks run largest first, so that one holds
+  the sweep's peak); the GPT-2-small one after two layer rows.
+- ``cancel``: seconds from setting the stop flag at a random moment of an
+  ``attn_head_out_all_pos`` / ``attn_head_out_by_pos`` sweep to the sweep returning.
+
+Run: ``.venv/bin/python benchmarks/bench_fast_paths.py pairs|memory|cancel [--big]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_patching as bp  # noqa: E402
+import torch  # noqa: E402
+
+NAMES = ["John", "Mary", "Tom", "Anna", "Alice", "Bob"]
+
+
+def rss() -> int:
+    return bp.PeakRSS.rss()
+
+
+def many_pairs(model, n: int, n_tokens: int = 16):
+    """``n`` distinct pairs of ``n_tokens`` tokens: the corruption swaps the first name."""
+    import patchlab
+
+    base = bp.make_pair(model, n_tokens)
+    out, seen = [], set()
+    rng = random.Random(0)
+    while len(out) < n:
+        a, b, c = rng.sample(NAMES, 3)
+        clean = base.clean.replace("John", "\0").replace("Mary", "\1").replace("\0", a).replace("\1", b)
+        corrupted = clean.replace(a, c, 1)
+        p = patchlab.PromptPair(clean, corrupted, f" {b}", f" {a}")
+        if clean in seen or model.to_tokens(clean).shape[-1] != n_tokens or model.to_tokens(corrupted).shape[-1] != n_tokens:
+            seen.add(clean)
+            if len(seen) > 500:
+                out.append(out[len(out) % max(1, len(out))] if out else base)
+            continue
+        seen.add(clean)
+        out.append(p)
+    return out
+
+
+def load_small(tmp: Path):
+    import patchlab
+
+    return patchlab.load_model(str(bp.build_model(tmp)), device="cpu")
+
+
+def cmd_pairs(args) -> None:
+    import patchlab
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_small(Path(tmp))
+        pairs = many_pairs(model, 64)
+        patchlab.patch(model, pairs[0], target="attn_out", metric="logit_diff", engine="fast")  # warm-up
+        rows = []
+        for target in ("resid_pre", "attn_head_out_all_pos"):
+            single = None
+            for n in (1, 8, 64):
+                best, peak_abs, grow = float("inf"), 0, 0
+                for _ in range(args.repeats if n < 64 else 1):
+                    with bp.PeakRSS() as mem:
+                        t0 = time.perf_counter()
+                        res = patchlab.patch(model, pairs[:n], target=target, metric="logit_diff", engine="fast")
+                        best = min(best, time.perf_counter() - t0)
+                    peak_abs, grow = max(peak_abs, mem.peak), max(grow, mem.peak - mem.start)
+                assert res.meta["engine_path"] == "fast-torch" and res.meta["complete"]
+                per = best / n
+                single = single or (per, peak_abs)
+                rows.append(f"| `{target}` | {n} | {best:.2f} | {per:.3f} | {per / single[0]:.2f}x | "
+                            f"{peak_abs / 2**20:.0f} | {peak_abs / single[1]:.2f}x | {grow / 2**20:.0f} |")
+                print(rows[-1], file=sys.stderr)
+    print("| target | pairs | sweep (s) | s / pair | vs 1 pair | peak RSS (MiB) | vs 1 pair | growth (MiB) |\n"
+          "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+
+
+def build_big(folder: Path) -> Path:
+    """A ~1B-parameter random Llama-shaped model (TinyLlama-like, 20 layers) in float32."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=20,
+                      num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=512,
+                      bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        model = LlamaForCausalLM(cfg)
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02) if p.dim() > 1 else p.fill_(1.0)
+    out = folder / "big"
+    model.save_pretrained(out)
+    del model
+    return out
+
+
+def _peak_of(model, pair, target: str, stop_after_chunks: int) -> tuple[float, float, int]:
+    """Seconds, peak RSS (bytes) and chunks run of a sweep stopped after a few forward passes."""
+    import patchlab
+    from patchlab.engine.fast import backend
+
+    done = {"n": 0}
+    real = backend.run_cells
+
+    def counted(*a, **k):
+        out = real(*a, **k)
+        done["n"] += 1
+        return out
+
+    backend.run_cells = counted
+    try:
+        with bp.PeakRSS() as mem:
+            t0 = time.perf_counter()
+            res = patchlab.patch(model, pair, target=target, metric="logit_diff", engine="fast",
+                                 stop=lambda: done["n"] >= stop_after_chunks)
+            dt = time.perf_counter() - t0
+    finally:
+        backend.run_cells = real
+    assert res.meta["engine_path"] == "fast-torch", res.meta["fallback_reason"]
+    return dt, mem.peak, done["n"]
+
+
+def cmd_memory(args) -> None:
+    import patchlab
+    from patchlab.engine.fast import backend
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        small_dir = bp.build_model(tmp / "small")
+        cases = [("GPT-2 small shape", small_dir, 4)]
+        if args.big:
+            big = build_big(tmp)
+            for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+                if (small_dir / f).exists():
+                    (big / f).write_bytes((small_dir / f).read_bytes())
+            cases.append(("~1B Llama shape", big, 1))
+        for name, folder, chunks in cases:
+            before = rss()
+            model = patchlab.load_model(str(folder), device="cpu")
+            params = sum(p.numel() * p.element_size() for p in model.parameters())
+            loaded = rss()
+            pair = many_pairs(model, 1, 64)[0]
+            w = backend.weights_for(model)
+            dt, peak, ran = _peak_of(model, pair, "attn_head_out_by_pos", chunks)
+            rows.append(f"| {name} | {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B | "
+                        f"{params / 2**30:.2f} | {w.copied_bytes / 2**20:.1f} | {(loaded - before) / 2**30:.2f} | "
+                        f"{peak / 2**30:.2f} | {(peak - before - params) / 2**30:.2f} | {ran} | {dt:.0f} |")
+            print(rows[-1], file=sys.stderr)
+            del model, w
+            backend._WEIGHTS.clear()
+    print("| model | params | weights (GiB) | fast-path copies (MiB) | RSS after load (GiB, above start) | "
+          "peak RSS in sweep (GiB) | peak - start - weights (GiB) | forward passes run | s |\n"
+          "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+
+
+def cmd_cancel(args) -> None:
+    import patchlab
+
+    rng = random.Random(1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_small(Path(tmp))
+        pair = many_pairs(model, 1, 16)[0]
+        patchlab.patch(model, pair, target="attn_out", metric="logit_diff", engine="fast")
+        for target in ("attn_head_out_all_pos", "attn_head_out_by_pos"):
+            lat = []
+            for _ in range(args.repeats):
+                flag = threading.Event()
+                stamp = {}
+
+                def setter(delay, flag=flag, stamp=stamp):
+                    time.sleep(delay)
+                    stamp["t"] = time.perf_counter()
+                    flag.set()
+
+                th = threading.Thread(target=setter, args=(rng.uniform(0.8, 1.6),))
+                th.start()
+                res = patchlab.patch(model, pair, target=target, metric="logit_diff", engine="fast", stop=flag)
+                end = time.perf_counter()
+                th.join()
+                if res.meta["cancelled"]:
+                    lat.append(end - stamp["t"])
+            rows.append(f"| `{target}` | {len(lat)} | {max(lat):.3f} | {sorted(lat)[len(lat) // 2]:.3f} |")
+            print(rows[-1], file=sys.stderr)
+    print("| target | cancels | max latency (s) | median (s) |\n|---|---|---|---|\n" + "\n".join(rows))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=["pairs", "memory", "cancel"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--big", action="store_true", help="memory: also the ~1B-parameter model (~4 GiB, minutes)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    {"pairs": cmd_pairs, "memory": cmd_memory, "cancel": cmd_cancel}[args.what](args)
+    print(f"\nMachine: {bp.machine()}; load average at the end: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
