@@ -60,3 +60,15 @@ def test_unknown_word_in_window(qtbot, window):
     w.pair_editor.set_pairs([PromptPair("florbix " + p.clean, "florbix " + p.corrupted, p.answer, p.wrong)], 0)
     w.validate()
     assert w.pair_editor.unknown_words >= 2 and "unknown word" in w.pair_editor.strip.text()
+
+
+def test_validation_never_touches_the_model_device(window, monkeypatch):
+    """Issue 11 item 4: each edit tokenises on the CPU, not on the model's device."""
+    import patchlab.engine.tokens as tokens
+
+    def forbidden(model):
+        raise AssertionError("validation asked for the model's device")
+
+    monkeypatch.setattr(tokens, "_model_device", forbidden)
+    w = window
+    assert w.validate() and w.state.tokens
