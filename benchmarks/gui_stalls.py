@@ -46,17 +46,22 @@ def main(argv=None) -> int:
         def __init__(self):
             super().__init__()
             self.gaps: list[float] = []
+            self.cpu: list[float] = []  # GUI-thread CPU time used during each gap
+            self.at: list[float] = []
             self.last: float | None = None
+            self.last_cpu = 0.0
             self.timer = QTimer(self)
             self.timer.setInterval(5)
             self.timer.timeout.connect(self.tick)
 
         @Slot()
         def tick(self):
-            now = time.perf_counter()
+            now, cpu = time.perf_counter(), time.thread_time()
             if self.last is not None:
                 self.gaps.append(now - self.last)
-            self.last = now
+                self.cpu.append(cpu - self.last_cpu)
+                self.at.append(now)
+            self.last, self.last_cpu = now, cpu
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_model(Path(tmp) / "gpt2-small-shape")
@@ -86,6 +91,9 @@ def main(argv=None) -> int:
         done = int(np.isfinite(r.values).sum()) if r is not None else 0
         total = r.values.size if r is not None else 0
         gaps = np.array(probe.gaps) * 1000 - 5.0  # the stall beyond the timer's own interval
+        cpu = np.array(probe.cpu) * 1000
+        at = np.array(probe.at) - t0
+        worst = np.argsort(-gaps)[:5]
         runner.close()
     load = os.getloadavg()
     print(f"| gpt2-small shape, {args.tokens} tokens, {args.target}, preview "
@@ -93,6 +101,12 @@ def main(argv=None) -> int:
           f"{' (cancelled at the time limit)' if cancelled else ''} | max stall {gaps.max():.0f} ms | "
           f"p99 {np.percentile(gaps, 99):.0f} ms | stalls > 50 ms: {(gaps > 50).sum()} | "
           f"load {load[0]:.1f} on {os.cpu_count()} cores |")
+    # a stall in which the GUI thread itself was busy (CPU time ~ gap) is our code; one in
+    # which it used little CPU was the thread waiting (GIL, or the OS running other work)
+    print("worst gaps (ms) at t (s), GUI-thread CPU during the gap (ms):",
+          ", ".join(f"{gaps[i]:.0f} at {at[i]:.1f} s cpu {cpu[i]:.0f}" for i in worst))
+    busy = gaps[cpu > 0.8 * (gaps + 5.0)] if gaps.size else gaps
+    print(f"max stall with the GUI thread busy itself: {busy.max() if busy.size else 0:.0f} ms")
     if w.last_error:
         print("error:", w.last_error)
     return 0

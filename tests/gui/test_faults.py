@@ -239,3 +239,29 @@ def test_export_data_off_the_gui_thread(qtbot, window, tmp_path):
     w.report_errors_later(w.export_data, tmp_path / "missing" / "x.csv")
     qtbot.waitUntil(lambda: bool(w.last_error), timeout=WAIT)
     assert "does not exist" in w.last_error
+
+
+def test_patched_readout_for_an_old_run_never_fills_the_new_one(qtbot, window, monkeypatch):
+    import time
+
+    from patchlab.gui import pair_jobs
+
+    w = window
+    assert w.run()
+    qtbot.waitUntil(lambda: w.state.result is not None, timeout=WAIT)
+    wait_idle(qtbot, w)
+    real = pair_jobs.patched_job
+
+    def slow(**kwargs):
+        time.sleep(1.0)
+        return real(**kwargs)
+
+    monkeypatch.setattr(pair_jobs, "patched_job", slow)
+    w.heatmap.select_cell((0, 0))  # the patched job for this run starts (slowly)
+    qtbot.waitUntil(lambda: w.controller.running_kind == "patched", timeout=WAIT)
+    old = w.state.run_spec
+    assert w.run()  # a new run: the old run's patched readout must not appear for it
+    qtbot.waitUntil(lambda: w.state.run_spec is not old and w.state.result is not None, timeout=WAIT)
+    wait_idle(qtbot, w)
+    assert w.readout_presenter.patched is None
+    assert "click a cell" in w.readouts.title("patched")

@@ -92,18 +92,18 @@ class ReadoutPresenter:
         self.view.set_patched_pending(text, scope.text())
         self.controller.submit("patched", pair_jobs.patched_job, dict(
             model=self.controller.model, pairs=pairs, target=spec.target, index=tuple(cell),
-            direction=spec.direction, stop=None), context=(text, pairs[0], scope))
+            direction=spec.direction, stop=None), context=(text, pairs[0], scope, spec))
         target = TARGETS[spec.target]
         if "head" in target.axes and target.act not in ("k", "v"):
             layer, head = cell[0], cell[target.axes.index("head")]
             self.controller.submit("attention", pair_jobs.attention_job, dict(
                 model=self.controller.model, pairs=pairs, layer=layer, head=head, stop=None),
-                context=(layer, head, scope))
+                context=(layer, head, scope, spec))
 
     def _done_patched(self, out: Outcome) -> None:
-        text, pair, scope = out.context
-        if out.status is Status.CANCELLED:
-            return
+        text, pair, scope, spec = out.context
+        if out.status is Status.CANCELLED or spec is not self.state.run_spec:
+            return  # superseded, or queued for a run that is no longer on screen
         self.scopes["patched"] = scope
         if out.status is Status.ERROR:
             self.patched = None
@@ -113,7 +113,9 @@ class ReadoutPresenter:
             self.view.set_patched(out.value, text, pair.answer, pair.wrong, scope.text())
 
     def _done_attention(self, out: Outcome) -> None:
-        layer, head, scope = out.context
+        layer, head, scope, spec = out.context
+        if spec is not self.state.run_spec:
+            return  # queued for a run that is no longer on screen
         if out.status is Status.OK:
             self.attention = out.value
             self.scopes["attention"] = scope
