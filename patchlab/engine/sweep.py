@@ -216,7 +216,8 @@ def iter_patch(
         meta.update(backend.result_meta(ctx))
     if _kv_heads(ctx):
         meta.update(kv_meta(int(ctx.model.cfg.n_heads), ctx.row_shape[ctx.target.axes.index("head") - 1]))
-    return PatchResult(values=values, axes=ctx.target.axes, labels=_labels(ctx), per_pair=per_pair, meta=meta)
+    return PatchResult(values=values, axes=ctx.target.axes, labels=_labels(ctx), per_pair=per_pair, meta=meta,
+                       per_pair_raw=per_pair_raw[bm])  # the statistics resample raw values (ratio of means)
 
 
 def _reuse(ctx: SweepContext, model: Any, pairs: PromptPair | Sequence[PromptPair], target: str, metric: str,
