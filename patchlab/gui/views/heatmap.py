@@ -85,9 +85,12 @@ class HeatmapView(QWidget):
     -------
     cellSelected(index)
         Full index tuple of the clicked cell (in the result's axis order).
+    cellMenuRequested(index, global_pos)
+        Right-click on a cell (after selecting it): the window shows its context menu there.
     """
 
     cellSelected = Signal(object)
+    cellMenuRequested = Signal(object, object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -475,6 +478,8 @@ class HeatmapView(QWidget):
             self.setFocus(Qt.MouseFocusReason)
             self._cursor = cell
             self.select_cell(self.full_index(*cell))
+            if event.button() == Qt.RightButton:
+                self.cellMenuRequested.emit(self._selected, event.screenPos().toPoint())
 
     @property
     def cursor_cell(self) -> tuple[int, int] | None:
