@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import traceback
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +119,7 @@ def iter_patch(
     batch_size: int | None = None,
     engine: str = "auto",
     context: SweepContext | None = None,
+    keep_on_error: bool = False,
 ) -> Generator[SweepEvent, None, PatchResult]:
     """Run a patching sweep, yielding a :class:`SweepEvent` per finished layer row.
 
@@ -126,7 +128,10 @@ def iter_patch(
     forward pass; default from free memory) and ``engine`` (``auto``, ``fast`` or ``generic``).
     ``context`` reuses a :func:`patchlab.engine.context.prepare` result for the same model,
     pairs, target, metric and direction (e.g. an attribution preview, then the exact sweep);
-    prepare it with ``cache_base=True`` for attribution.
+    prepare it with ``cache_base=True`` for attribution. ``keep_on_error`` (the GUI): an error
+    after at least one finished row ends the sweep with those rows instead of raising; the
+    result has ``meta["partial"] = True``, ``meta["error"]`` (message) and
+    ``meta["error_details"]`` (traceback).
 
     Returns
     -------
@@ -163,6 +168,7 @@ def iter_patch(
 
     done = 0
     cancelled = False
+    error: tuple[str, str] | None = None
     rows = backend.iter_rows(ctx, stop_fn, batch_size=batch_size)
     cells_per_row = int(np.prod(ctx.row_shape))
     while True:
@@ -172,6 +178,11 @@ def iter_patch(
             break
         except Cancelled:
             cancelled = True
+            break
+        except Exception as exc:  # e.g. out of memory in a late layer: keep the rows done
+            if not keep_on_error or done == 0:
+                raise
+            error = (f"{type(exc).__name__}: {exc}", traceback.format_exc())
             break
         for q in RAW:
             per_pair_raw[q][:, layer] = raw[q]
@@ -197,6 +208,9 @@ def iter_patch(
     # a NaN left in any cell means a row was not (fully) computed: never call that complete
     meta["complete"] = not cancelled and done == ctx.n_cells and not np.isnan(per_pair_raw[bm]).any()
     meta["cancelled"] = cancelled
+    if error is not None:
+        meta["partial"] = True
+        meta["error"], meta["error_details"] = error
     meta["cell_raw"] = {q: per_pair_raw[q].mean(axis=0) for q in RAW}
     if hasattr(backend, "result_meta"):  # attribution: "first-order estimate" and of what
         meta.update(backend.result_meta(ctx))

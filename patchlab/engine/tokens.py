@@ -56,8 +56,11 @@ def single_token_id(model: Any, text: str, role: str) -> int:
     raise PairError(msg)
 
 
-def tokenize_pair(model: Any, pair: PromptPair) -> TokenizedPair:
+def tokenize_pair(model: Any, pair: PromptPair, device: Any = None) -> TokenizedPair:
     """Validate ``pair`` for ``model`` and return its tokens.
+
+    ``device``: where the token tensors go (default: the model's device). The GUI validates
+    every edit with ``device="cpu"`` so its thread never waits on an accelerator.
 
     Raises
     ------
@@ -69,7 +72,7 @@ def tokenize_pair(model: Any, pair: PromptPair) -> TokenizedPair:
     if not isinstance(pair, PromptPair):
         raise PairError(f"Expected a PromptPair, got {type(pair).__name__}.")
     pair.check()
-    device = _model_device(model)
+    device = _model_device(model) if device is None else torch.device(device)
     clean = model.to_tokens(pair.clean, truncate=False).to(device)
     corrupted = model.to_tokens(pair.corrupted, truncate=False).to(device)
     clean_str = _str_tokens(model, pair.clean)

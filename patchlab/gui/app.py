@@ -67,13 +67,36 @@ def make_window(settings: QSettings | None = None, autosave_path: Path | None = 
     return window
 
 
-def fit_to_screen(window, width: int = 1400, height: int = 900) -> None:
-    """Size the window to (width, height) or the screen's free area, whichever is smaller."""
-    screen = QGuiApplication.primaryScreen()
-    if screen is not None:
-        avail = screen.availableGeometry()
-        width, height = min(width, avail.width()), min(height, avail.height())
-    window.resize(width, height)
+def fit_to_screen(window, width: int = 1400, height: int = 900, keep_size: bool = False,
+                  available=None) -> None:
+    """Place the window inside the free area of its screen (issue 11: any screen).
+
+    The size is (width, height), or the window's own size with ``keep_size`` (a restored
+    geometry), shrunk to the screen's available geometry; a window whose frame lies partly
+    or wholly off that area (e.g. restored from a larger or a detached monitor) is moved
+    back inside it. ``available`` (a QRect) overrides the screen's free area (tests).
+    """
+    screen = window.screen() if hasattr(window, "screen") else None
+    centre = window.frameGeometry().center()
+    at = QGuiApplication.screenAt(centre)
+    screen = at or screen or QGuiApplication.primaryScreen()
+    if available is None and screen is None:
+        window.resize(width, height)
+        return
+    avail = available if available is not None else screen.availableGeometry()
+    if keep_size:
+        width, height = window.width(), window.height()
+    # the frame (title bar, borders) is not part of resize(): leave room for it
+    extra_w = max(0, window.frameGeometry().width() - window.width())
+    extra_h = max(0, window.frameGeometry().height() - window.height())
+    width = min(width, avail.width() - extra_w)
+    height = min(height, avail.height() - extra_h)
+    window.resize(max(width, 1), max(height, 1))
+    frame = window.frameGeometry()
+    x = min(max(frame.x(), avail.x()), avail.right() + 1 - frame.width())
+    y = min(max(frame.y(), avail.y()), avail.bottom() + 1 - frame.height())
+    if (x, y) != (frame.x(), frame.y()):
+        window.move(max(x, avail.x()), max(y, avail.y()))
 
 
 def run_app(argv: list[str] | None = None) -> int:
@@ -85,6 +108,6 @@ def run_app(argv: list[str] | None = None) -> int:
                          load_default=not sessions)
     if sessions and not window.open_session(sessions[0]):
         window.load_model("", "auto", "float32", "compat")  # the message says why
-    fit_to_screen(window)
+    fit_to_screen(window, keep_size=window.qsettings.value("window/geometry") is not None)
     window.show()
     return int(app.exec())

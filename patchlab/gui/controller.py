@@ -92,7 +92,7 @@ class Controller(QObject):
             raise ValueError(f"no handler registered for job kind {kind!r} (Controller.on_done)")
         self._next_id += 1
         job = Job(self._next_id, kind, func, dict(kwargs or {}), threading.Event(), context,
-                  background)
+                  background, model_id=id(self.model) if self.model is not None else None)
         if "stop" in job.kwargs:
             job.kwargs["stop"] = job.stop
         self._latest[kind] = job.run_id
@@ -156,6 +156,12 @@ class Controller(QObject):
     def _on_returned(self, outcome: Outcome) -> None:
         if self._closing or self._latest.get(outcome.kind) != outcome.run_id:
             return
+        job = self._current
+        if (outcome.kind != "load" and job is not None and job.run_id == outcome.run_id
+                and job.model_id is not None and job.model_id != id(self.model)):
+            # computed on a model that has been replaced since: never show it for the new one
+            outcome = Outcome(outcome.run_id, outcome.kind, Status.CANCELLED,
+                              error="the model changed", context=outcome.context)
         if outcome.kind == "load" and outcome.ok:
             self.model = outcome.value
             self.modelChanged.emit(self.model)

@@ -38,6 +38,7 @@ class Job:
     stop: threading.Event
     context: Any = None  # GUI-side info handed back with the result (e.g. the cell index)
     background: bool = False  # stopped when a foreground job is submitted
+    model_id: int | None = None  # id() of the model loaded at submission (stale-model guard)
 
 
 @dataclass

@@ -29,11 +29,13 @@ from patchlab.gui.presenters.difference import DifferencePresenter
 from patchlab.gui.presenters.model import ModelPresenter
 from patchlab.gui.presenters.pairs import PairsPresenter, ScorePresenter
 from patchlab.gui.presenters.readouts import DecomposePresenter, ReadoutPresenter
+from patchlab.gui.presenters.stale import StalePresenter
 from patchlab.gui.presenters.stats import StatsPresenter
 from patchlab.gui.presenters.sweep import SweepPresenter
 from patchlab.gui.preview import preview_then_exact
-from patchlab.gui.services import exports, sessions
+from patchlab.gui.services import errorlog, exports, sessions
 from patchlab.gui.services import settings as settings_service
+from patchlab.gui.services.background import BackgroundWriter
 from patchlab.gui.state import AppState, RunSpec
 from patchlab.gui.views.cell_pairs import CellPairsView
 from patchlab.gui.views.decompose_view import DecomposeView
@@ -44,6 +46,15 @@ from patchlab.gui.views.pair_editor import PairEditor
 from patchlab.gui.views.pair_scope import PairScopeBar
 from patchlab.gui.views.readouts import ReadoutPanel
 from patchlab.gui.views.scatter_view import ScatterView
+
+
+def engine_text(meta: dict) -> str:
+    """Status-line text: which engine ran the sweep, and why it fell back (issue 13 item 5)."""
+    path = meta.get("engine_path") or ""
+    if not path:
+        return ""
+    reason = meta.get("fallback_reason") or ""
+    return f"engine: {path}" + (f" (fallback: {reason})" if reason else "")
 
 
 def _engine():
@@ -85,8 +96,11 @@ class MainWindow(QMainWindow):
         self.session_path: Path | None = None
         self.quiet = False  # no modal dialogs (tests, screenshots)
         self.last_error: str | None = None
+        self.error_log_path: Path | None = errorlog.default_log_path()  # tests: a temp file
+        self.last_details = ""
         self.state = AppState(self)
         self.controller = Controller(self)
+        self.writer = BackgroundWriter(self)  # CSV / JSON / session writes off the GUI thread
 
         self.model_panel = ModelPanel(list_embedded(), available_devices())
         self.pair_editor = PairEditor()
@@ -115,9 +129,14 @@ class MainWindow(QMainWindow):
         self.stats_presenter = StatsPresenter(self.state, c, self.heatmap, self.cell_pairs)
         self.score_presenter = ScorePresenter(self.state, c, self.pair_editor.table_model)
         self.model_presenter = ModelPresenter(self.state, c, self.model_panel, self.pair_editor, self)
+        self.stale_presenter = StalePresenter(self.state, self.experiment, self.heatmap, self.decompose_view,
+                                              lambda: self.decompose_presenter.pairs)
+        self.tabs.currentChanged.connect(self._on_tab)
         self.pair_editor.suggestRequested.connect(self.suggest)
         self.experiment.runRequested.connect(self.run)
         self.experiment.cancelRequested.connect(self.cancel)
+        self.experiment.detailsRequested.connect(self.show_details)
+        c.done.connect(self._after_job)
         self.heatmap.cellSelected.connect(self.state.set_cell)
         self.heatmap.cbd.toggled.connect(self.decompose_view.set_colour_blind)
         self.decompose_view.runRequested.connect(self.run_decompose)
@@ -142,7 +161,16 @@ class MainWindow(QMainWindow):
         scroll = QScrollArea()
         scroll.setWidget(side)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(420)
+        # no sideways scrolling: the area is as wide as the panel's minimum plus the bar
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(side.minimumSizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width() + 2 * scroll.frameWidth())
+        self.side_scroll = scroll
+        left = QWidget()
+        left_lay = QVBoxLayout(left)
+        left_lay.setContentsMargins(0, 0, 0, 0)
+        left_lay.addWidget(scroll, 1)
+        left_lay.addWidget(self.experiment.bar)  # Run/Cancel pinned below the scroll area
         patch_tab = QSplitter(Qt.Vertical)
         patch_tab.addWidget(self.heatmap)
         patch_tab.addWidget(self.readouts)
@@ -160,10 +188,14 @@ class MainWindow(QMainWindow):
         right_lay.addWidget(self.scope_bar)
         right_lay.addWidget(self.tabs, 1)
         split = QSplitter(Qt.Horizontal)
-        split.addWidget(scroll)
+        split.addWidget(left)
         split.addWidget(right)
+        split.setCollapsible(0, False)
         split.setStretchFactor(1, 1)
         self.setCentralWidget(split)
+        self.status_engine = QLabel("")
+        self.status_engine.setAccessibleName("engine of the last run")
+        self.statusBar().addPermanentWidget(self.status_engine)
         self.status_model = QLabel("no model")
         self.statusBar().addPermanentWidget(self.status_model)
 
@@ -179,6 +211,32 @@ class MainWindow(QMainWindow):
 
     def _record_error(self, text: str) -> None:
         self.last_error = text
+
+    @Slot(object)
+    def _after_job(self, out: Outcome) -> None:
+        """Every finished job: log tracebacks; say which engine a sweep ran on."""
+        if out.status.value == "error":
+            errorlog.log_error(self.error_log_path, out.kind, out.error or "", out.details)
+        if out.kind != "sweep" or not out.ok or out.value is None:
+            return
+        meta = getattr(out.value, "meta", {})
+        if meta.get("partial"):
+            errorlog.log_error(self.error_log_path, "sweep", str(meta.get("error")),
+                               meta.get("error_details", ""))
+        self.status_engine.setText(engine_text(meta))
+        self.status_engine.setToolTip(meta.get("fallback_reason") or "")
+
+    @Slot(str)
+    def show_details(self, details: str) -> None:
+        """The Details button: the traceback, and where the log file is."""
+        where = f"\n\nAlso written to {self.error_log_path}" if self.error_log_path else ""
+        self.last_details = details + where
+        if self.quiet:
+            return
+        box = QMessageBox(QMessageBox.Warning, "Error details", self.experiment.progress_text.text(),
+                          QMessageBox.Close, self)
+        box.setDetailedText(self.last_details)
+        box.exec()
     def show_error(self, title: str, text: str) -> None:
         self.notify(text, 15000)
         self.last_error = text
@@ -194,6 +252,23 @@ class MainWindow(QMainWindow):
             return None
         self.notify(f"Exported {out}", 8000)
         return out
+
+    def report_errors_later(self, fn, *args, then=None) -> None:
+        """:meth:`report_errors` with ``fn`` run off the GUI thread (file writes only: it must
+        touch no widget and no model); ``then(value)`` runs on the main thread on success."""
+        def done(value, error, details):
+            if isinstance(error, PatchlabError):
+                self.show_error("Export failed", str(error))
+            elif error is not None:
+                errorlog.log_error(self.error_log_path, "write", repr(error), details)
+                self.show_error("Export failed", f"{type(error).__name__}: {error}")
+            else:
+                self.notify(f"Saved {value}", 8000)
+                if then is not None:
+                    then(value)
+
+        self.notify("Writing\u2026", 0)
+        self.writer.submit(fn, *args, on_done=done)
 
     # -- model ----------------------------------------------------------------------------
     @Slot(str, str, str, str)
@@ -246,7 +321,8 @@ class MainWindow(QMainWindow):
         self.last_error = None
         self.sweep.start(spec)
         kwargs = dict(model=self.model, pairs=list(spec.pairs), target=spec.target,
-                      metric=spec.metric, direction=spec.direction, stop=None)
+                      metric=spec.metric, direction=spec.direction, stop=None,
+                      keep_on_error=True)  # an error mid-sweep keeps the finished rows
         if spec.method == "exact":
             self.controller.submit("sweep", preview_then_exact, dict(kwargs, preview=preview))
         else:
@@ -269,6 +345,14 @@ class MainWindow(QMainWindow):
         if self.controller.running_kind == "sweep" or not self.controller.is_idle():
             self.controller.cancel("sweep")
             self.experiment.set_status("Cancelling\u2026")
+
+    @Slot(int)
+    def _on_tab(self, _index: int) -> None:
+        """The Decompose tab runs on first open (issue 11 item 9) when it has nothing to show."""
+        if (self.tabs.currentWidget() is self.decompose_view and self.state.decomposition is None
+                and self.model is not None and self.state.pairs_ok
+                and self.controller.latest_id("decompose") is None):
+            self.run_decompose()
 
     @Slot()
     def run_decompose(self) -> bool:
@@ -370,9 +454,17 @@ class MainWindow(QMainWindow):
         return exports.export_all(self.state, folder, self.figure, self.session_settings())
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        # the window closes whatever saving does: a bug or a full disk is logged, not raised
+        for step in (self.save_settings, self.autosave):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001
+                import traceback
+
+                errorlog.log_error(self.error_log_path, "close", f"{step.__name__}: {exc!r}",
+                                   traceback.format_exc())
         try:
-            self.save_settings()
-            self.autosave()
-        finally:
+            self.writer.wait()  # a "Save" just before quitting completes
             self.controller.shutdown()
-        super().closeEvent(event)
+        finally:
+            super().closeEvent(event)

@@ -152,7 +152,7 @@ class FileMenu(QObject):
     def export_data_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self.w, "Export data", "result.csv", "CSV (*.csv)")
         if path:
-            self.w.report_errors(self.w.export_data, path)
+            self.w.report_errors_later(self.w.export_data, path)  # CSV + JSON off the GUI thread
 
     @Slot()
     def export_all_dialog(self) -> None:

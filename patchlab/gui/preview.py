@@ -37,7 +37,7 @@ class PreviewFailed:
 
 
 def preview_then_exact(model, pairs, *, target: str, metric: str, direction: str,
-                       stop=None, preview: bool = True):
+                       stop=None, preview: bool = True, keep_on_error: bool = False):
     """Yield the attribution estimate's events, then the exact sweep's; return the exact result.
 
     When stopped during the preview, no exact pass runs and the (complete) estimate is
@@ -69,7 +69,7 @@ def preview_then_exact(model, pairs, *, target: str, metric: str, direction: str
             estimate.meta["cancelled"] = True
             estimate.meta["preview_only"] = True
             return estimate
-    return (yield from sweep.iter_patch(model, pairs, method="exact", **spec))
+    return (yield from sweep.iter_patch(model, pairs, method="exact", keep_on_error=keep_on_error, **spec))
 
 
 # -- main-thread helpers (pure numpy) ------------------------------------------------------
@@ -82,8 +82,15 @@ def merge_rows(estimate: np.ndarray, exact: np.ndarray, rows: set[int]) -> np.nd
     return out
 
 
-def agreement(estimate: np.ndarray, exact: np.ndarray, k: int = 10) -> dict[str, Any]:
-    """Pearson r and top-``k`` agreement (by |value|) over cells where both are finite."""
+def agreement(estimate: np.ndarray, exact: np.ndarray, k: int = 10, centre: float = 0.0) -> dict[str, Any]:
+    """Pearson r and top-``k`` agreement over cells where both are finite.
+
+    Cells are ranked by the size of their change ``|value - centre|``; ``centre`` is the
+    metric's no-effect value (:attr:`PatchResult.no_effect`: 0 for
+    ``logit_diff_recovered``, the unpatched run's value for the raw metrics), so the ranking
+    is by the patch's effect, not by the base run's level.
+    """
+    centre = float(centre) if np.isfinite(centre) else 0.0
     e, x = np.asarray(estimate, float).ravel(), np.asarray(exact, float).ravel()
     both = np.isfinite(e) & np.isfinite(x)
     n = int(both.sum())
@@ -94,8 +101,8 @@ def agreement(estimate: np.ndarray, exact: np.ndarray, k: int = 10) -> dict[str,
     if n > 1 and e.std() > 0 and x.std() > 0:
         out["r"] = float(np.corrcoef(e, x)[0, 1])
     kk = out["k"]
-    top_e = set(np.argsort(-np.abs(e), kind="stable")[:kk].tolist())
-    top_x = set(np.argsort(-np.abs(x), kind="stable")[:kk].tolist())
+    top_e = set(np.argsort(-np.abs(e - centre), kind="stable")[:kk].tolist())
+    top_x = set(np.argsort(-np.abs(x - centre), kind="stable")[:kk].tolist())
     out["top_k"] = len(top_e & top_x)
     return out
 

@@ -43,6 +43,7 @@ def make_window(qtbot, tmp_path):
         w = _make(settings=settings, autosave_path=tmp_path / "autosave.patchlab" if autosave else None,
                   restore=False, load_default=False)
         w.quiet = True
+        w.error_log_path = tmp_path / "errors.log"  # never the user's data folder
         w.resize(1300, 850)
         qtbot.addWidget(w)
         w.show()

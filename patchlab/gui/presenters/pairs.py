@@ -26,7 +26,7 @@ def validate_pairs(model, pairs: list[PromptPair]):
     tokens: list[tuple[list[str], list[str]]] = []
     for i, pair in enumerate(pairs):
         try:
-            tp = tokenize_pair(model, pair)
+            tp = tokenize_pair(model, pair, device="cpu")  # GUI thread: never the model's device
             if pair.clean == pair.corrupted:
                 raise PairError("The clean and corrupted prompts are identical: patching between "
                                 "them changes nothing. Change one fact in the corrupted prompt.")
@@ -151,7 +151,14 @@ class PairsPresenter:
             try:
                 tokens, error = validate_pairs(model, pairs)
             except RuntimeError as exc:  # e.g. the tokenizer is busy in the worker: try later
-                tokens, error = [], f"Could not check the prompts yet ({exc})."
+                tokens, error = [], f"Could not check the prompts yet ({exc}); retrying\u2026"
+                self._retries = getattr(self, "_retries", 0) + 1
+                if self._retries <= 20:  # a busy tokenizer frees up soon; Run re-enables then
+                    from PySide6.QtCore import QTimer
+
+                    QTimer.singleShot(250, self.validate)
+            else:
+                self._retries = 0
             shown = tokens[min(st.pair_index, len(tokens) - 1)] if tokens else None
             if shown:
                 self.editor.show_tokens(*shown)

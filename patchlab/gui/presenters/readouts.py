@@ -63,9 +63,13 @@ class ReadoutPresenter:
                                context=(scope, pairs[0]))
 
     def _done_readout(self, out: Outcome) -> None:
-        if not out.ok:
-            return  # validation already shows pair problems; a cancel is superseded
         scope, pair = out.context
+        if out.status is Status.ERROR:  # never leave the previous pair's readouts as if current
+            self.runs = None
+            self.view.set_runs_error(out.error or "readout failed", scope.text())
+            return
+        if not out.ok:
+            return  # a cancel is superseded by the next request
         self.runs = out.value
         self.scopes["runs"] = scope
         self.view.set_runs(out.value, pair.answer, pair.wrong, scope.text())
@@ -88,18 +92,18 @@ class ReadoutPresenter:
         self.view.set_patched_pending(text, scope.text())
         self.controller.submit("patched", pair_jobs.patched_job, dict(
             model=self.controller.model, pairs=pairs, target=spec.target, index=tuple(cell),
-            direction=spec.direction, stop=None), context=(text, pairs[0], scope))
+            direction=spec.direction, stop=None), context=(text, pairs[0], scope, spec))
         target = TARGETS[spec.target]
         if "head" in target.axes and target.act not in ("k", "v"):
             layer, head = cell[0], cell[target.axes.index("head")]
             self.controller.submit("attention", pair_jobs.attention_job, dict(
                 model=self.controller.model, pairs=pairs, layer=layer, head=head, stop=None),
-                context=(layer, head, scope))
+                context=(layer, head, scope, spec))
 
     def _done_patched(self, out: Outcome) -> None:
-        text, pair, scope = out.context
-        if out.status is Status.CANCELLED:
-            return
+        text, pair, scope, spec = out.context
+        if out.status is Status.CANCELLED or spec is not self.state.run_spec:
+            return  # superseded, or queued for a run that is no longer on screen
         self.scopes["patched"] = scope
         if out.status is Status.ERROR:
             self.patched = None
@@ -109,7 +113,9 @@ class ReadoutPresenter:
             self.view.set_patched(out.value, text, pair.answer, pair.wrong, scope.text())
 
     def _done_attention(self, out: Outcome) -> None:
-        layer, head, scope = out.context
+        layer, head, scope, spec = out.context
+        if spec is not self.state.run_spec:
+            return  # queued for a run that is no longer on screen
         if out.status is Status.OK:
             self.attention = out.value
             self.scopes["attention"] = scope
@@ -129,6 +135,8 @@ class DecomposePresenter:
         self.experiment = experiment
         self.on_error = on_error
         self.scope: Scope | None = None
+        self.pairs: list | None = None  # the pairs of the decomposition on screen
+        self._pending: list | None = None
         controller.on_done("decompose", self._done)
         controller.on_progress("decompose", self._progress)
         state.decompositionChanged.connect(self.show)
@@ -140,6 +148,7 @@ class DecomposePresenter:
             return False
         scope = st.scope(len(st.pairs))
         pairs = [st.pairs[i] for i in scope.indices()]
+        self._pending = pairs
         self.view.note.setText(f"decomposing ({scope.text()})\u2026")
         self.experiment.set_progress(0, len(pairs), 0.0, unit="pairs", note="Decomposition: ")
         self.controller.submit("decompose", pair_jobs.decompose_job,
@@ -160,6 +169,7 @@ class DecomposePresenter:
             self.on_error(out.error or "decomposition failed")
             return
         self.scope = out.context
+        self.pairs = self._pending
         n = out.context.n_pairs if out.context.is_mean else 1
         self.state.set_decomposition(out.value)
         self.experiment.set_progress(n, n, out.value.meta.get("elapsed_s", 0.0), unit="pairs",

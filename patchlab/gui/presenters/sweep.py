@@ -112,6 +112,7 @@ class SweepPresenter:
         self.heatmap.clear()
         self.scatter.clear()
         self.experiment.set_running(True)
+        self.experiment.clear_error()
         self.experiment.set_progress(0, 1, 0.0)
         self.experiment.set_status("Preparing: running both prompts\u2026")
 
@@ -125,7 +126,8 @@ class SweepPresenter:
         want = self.state.scope()
         note = "" if want == scope else f" (while running; {want.text()} when done)"
         self.heatmap.set_data(values, TARGETS[spec.target].axes, self._labels(values.shape, scope),
-                              metric=spec.metric, title=self.title(scope) + note + suffix)
+                              metric=spec.metric, title=self.title(scope) + note + suffix,
+                              centre=self._centre(self.state.estimate))
 
     def on_progress(self, event: Any) -> None:
         """Handler of the "sweep" job's events (registered with the controller)."""
@@ -184,7 +186,8 @@ class SweepPresenter:
             self.live.labels = cell_labels(est)  # a Python loop over all cells: once per run
         self.scatter.set_data(scoped_values(est, scope), exact, self.live.labels,
                               METRICS[spec.metric].split(" (")[0],
-                              f"{spec.model} \u00b7 {TARGETS[spec.target].label} \u00b7 {scope.text()}")
+                              f"{spec.model} \u00b7 {TARGETS[spec.target].label} \u00b7 {scope.text()}",
+                              centre=self._centre(self.state.result or est, scope))
 
     def on_done(self, out: Outcome) -> None:
         """Handler of the "sweep" job's end (registered with the controller)."""
@@ -195,14 +198,23 @@ class SweepPresenter:
             self.experiment.set_status("Cancelled.")
             return
         if out.status is Status.ERROR:
-            self.experiment.set_status(f"Run failed: {out.error}")
+            self.experiment.set_error(f"Run failed: {out.error}", out.details)
             self.notify("Run failed (see the experiment panel).", 10000)
             self.on_error(out.error or "run failed")
+            if self.state.result is None and self.state.estimate is not None:
+                self.state.set_result(self.state.estimate)  # the estimate shown stays usable
             return
         r = out.value
         self.state.set_result(r)  # draws through show_result
         done = int(np.isfinite(r.values).sum())
-        if r.meta.get("preview_only"):
+        if r.meta.get("partial"):  # an error after some rows: they are kept and exportable
+            self.experiment.set_error(
+                f"Run failed after {done}/{r.values.size} cells: {r.meta.get('error')}. The finished "
+                "rows are kept (marked partial in exports); other cells are blank.",
+                r.meta.get("error_details", ""))
+            self.notify("Run failed part-way; finished rows kept (see the experiment panel).", 10000)
+            self.on_error(str(r.meta.get("error")))
+        elif r.meta.get("preview_only"):
             self.experiment.set_status("Cancelled during the preview: the heatmap shows the "
                                        "attribution estimate; no exact cells.")
         elif r.meta.get("cancelled"):
@@ -215,6 +227,26 @@ class SweepPresenter:
                 f"Done: {r.values.size} cells in {r.meta.get('elapsed_s', 0):.2f} s "
                 f"({r.meta.get('engine_path', '')} engine{preview}). Click a cell for its patched run.")
 
+    @staticmethod
+    def _centre(result, scope: Scope | None = None) -> float:
+        """The no-effect value of ``result`` (0 when unknown): white in the colour map.
+
+        For one pair of several, that pair's own unpatched run (``meta["runs"][run]["per_pair"]``).
+        """
+        if result is None:
+            return 0.0
+        value = result.no_effect
+        if scope is not None and not scope.is_mean and result.metric != "logit_diff_recovered":
+            from patchlab.core.metrics import no_effect_value
+
+            try:
+                runs = {name: {q: v[scope.index] for q, v in run.get("per_pair", {}).items()}
+                        for name, run in result.meta.get("runs", {}).items()}
+                value = no_effect_value(result.metric, result.direction, runs)
+            except Exception:  # noqa: BLE001 - a record without per-pair baselines: the mean's
+                value = result.no_effect
+        return float(value) if np.isfinite(value) else 0.0
+
     # -- the finished result, for the state's pair choice ---------------------------------
     def show_result(self) -> None:
         """Draw the state's result (and scatter) for the state's pair choice."""
@@ -226,7 +258,8 @@ class SweepPresenter:
         labels = dict(r.labels)
         if "pos" in r.axes:
             labels["pos"] = position_labels(self.state.run_spec, scope, labels.get("pos"))
-        self.heatmap.set_data(values, r.axes, labels, metric=r.metric, title=self.title(scope))
+        self.heatmap.set_data(values, r.axes, labels, metric=r.metric, title=self.title(scope),
+                              centre=self._centre(r, scope))
         self.heatmap.flush()
         if self.state.estimate is not None:
             exact = scoped_values(r, scope) if r.meta.get("method") == "exact" else None

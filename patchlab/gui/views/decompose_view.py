@@ -27,7 +27,10 @@ class DecomposeView(QWidget):
         self.head_run.addItem("Per-head attribution: corrupted run", 1)
         self.head_run.addItem("Per-head attribution: clean \u2212 corrupted", 2)
         self.head_run.currentIndexChanged.connect(self._on_head_run)
-        self.note = QLabel(" ")
+        self.note = QLabel("Press \u201cDecompose current pair\u201d (or open this tab with a "
+                           "model loaded) to see the logit lens and direct logit attribution.")
+        self.note.setWordWrap(True)
+        self.stale = ""
         bar = QHBoxLayout()
         bar.addWidget(self.run_btn)
         bar.addWidget(self.head_run)
@@ -62,6 +65,16 @@ class DecomposeView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(bar)
         lay.addWidget(self.graphics, 1)
+
+    def set_stale(self, reason: str) -> None:
+        """Dim the plots when the pairs changed since the decomposition (``""``: current)."""
+        if reason == self.stale:
+            return
+        self.stale = reason
+        for item in (self.lens, self.bars, self.heads):
+            item.setOpacity(0.35 if reason else 1.0)
+        if reason:
+            self.note.setText(f"<b>inputs changed: run again</b> ({reason} changed since this decomposition)")
 
     def set_colour_blind(self, on: bool) -> None:
         self.head_bar.setColorMap(CMAPS[on])

@@ -41,6 +41,7 @@ class ExperimentPanel(QWidget):
 
     runRequested = Signal()
     cancelRequested = Signal()
+    detailsRequested = Signal(str)  # the traceback of the last failure
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -89,21 +90,40 @@ class ExperimentPanel(QWidget):
         self.progress_text = QLabel(" ")
 
         form = QFormLayout()
-        form.addRow("Target", self.target)
-        form.addRow("Direction", self.direction)
+        # addRow(text, widget) makes each label the field's buddy: Alt+letter focuses it
+        form.addRow("&Target", self.target)
+        form.addRow("Di&rection", self.direction)
         form.addRow("", self.direction_text)
-        form.addRow("Metric", self.metric)
-        form.addRow("Method", self.method)
+        form.addRow("Metr&ic", self.metric)
+        form.addRow("Meth&od", self.method)
+        for widget, name in ((self.target, "target"), (self.direction, "direction"),
+                             (self.metric, "metric"), (self.method, "method"),
+                             (self.run_btn, "run"), (self.cancel_btn, "cancel"),
+                             (self.progress, "progress")):
+            widget.setAccessibleName(name)
         form.addRow("", self.preview)
+        # Run/Cancel/progress live in their own bar: the main window pins it under the
+        # scrolling side panel so Run stays visible on small screens (issue 11 item 2)
+        self.bar = QWidget()
+        self.bar.setObjectName("run_bar")
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_btn, 1)
         buttons.addWidget(self.cancel_btn)
+        self.details_btn = QPushButton("Detai&ls\u2026")
+        self.details_btn.setToolTip("The full error report of the last failure")
+        self.details_btn.setVisible(False)
+        self.details_btn.clicked.connect(lambda: self.detailsRequested.emit(self.error_details))
+        self.error_details = ""
+        buttons.addWidget(self.details_btn)
+        bar_lay = QVBoxLayout(self.bar)
+        bar_lay.setContentsMargins(0, 0, 0, 0)
+        bar_lay.addLayout(buttons)
+        bar_lay.addWidget(self.progress)
+        bar_lay.addWidget(self.progress_text)
+        self.progress_text.setWordWrap(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(form)
-        lay.addLayout(buttons)
-        lay.addWidget(self.progress)
-        lay.addWidget(self.progress_text)
         self.set_settings(Settings())
 
     def settings(self) -> Settings:
@@ -153,3 +173,13 @@ class ExperimentPanel(QWidget):
 
     def set_status(self, text: str) -> None:
         self.progress_text.setText(text)
+
+    def set_error(self, text: str, details: str = "") -> None:
+        """Show a failure; ``details`` (a traceback) behind the Details button."""
+        self.progress_text.setText(text)
+        self.error_details = details
+        self.details_btn.setVisible(bool(details))
+
+    def clear_error(self) -> None:
+        self.error_details = ""
+        self.details_btn.setVisible(False)

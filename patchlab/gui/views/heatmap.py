@@ -9,6 +9,7 @@ from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QCompleter,
     QGraphicsRectItem,
     QHBoxLayout,
     QLabel,
@@ -53,8 +54,24 @@ def plane_mask(mask: np.ndarray, values: np.ndarray, axes: tuple[str, ...], pos:
     return np.take_along_axis(np.moveaxis(mask, p, -1), idx[..., None], axis=-1)[..., 0]
 
 
-def symmetric_limit(values: np.ndarray, metric: str) -> float:
-    finite = np.abs(values[np.isfinite(values)])
+#: At most this many tick labels per axis: long prompts (500 positions) would overlap.
+MAX_TICKS = 40
+
+
+def thin_ticks(ticks: list[tuple[float, str]], limit: int = MAX_TICKS) -> list[tuple[float, str]]:
+    """Every n-th tick so that at most ``limit`` are labelled (the last one is kept)."""
+    if len(ticks) <= limit:
+        return ticks
+    step = -(-len(ticks) // limit)
+    keep = ticks[::step]
+    if keep[-1] is not ticks[-1]:
+        keep = keep[:-1] + [ticks[-1]]
+    return keep
+
+
+def symmetric_limit(values: np.ndarray, metric: str, centre: float = 0.0) -> float:
+    """Half-width of the colour range around ``centre`` (the metric's no-effect value)."""
+    finite = np.abs(values[np.isfinite(values)] - centre)
     m = float(finite.max()) if finite.size else 0.0
     if metric == "logit_diff_recovered":
         m = max(m, 1.0)  # keep 1 = fully restored comparable across runs
@@ -81,6 +98,7 @@ class HeatmapView(QWidget):
         self._axes: tuple[str, ...] = ()
         self._labels: dict[str, list[str]] = {}
         self._metric = ""
+        self._centre = 0.0  # the no-effect value the diverging colours are centred on
         self._title = ""
         self._dirty = False
         self._selected: tuple[int, ...] | None = None
@@ -117,10 +135,20 @@ class HeatmapView(QWidget):
         self.plot.addItem(self.marker)
 
         self.pos_box = QComboBox()
-        self.pos_box.setToolTip("Position shown for per-position head targets")
+        self.pos_box.setToolTip("Position shown for per-position head targets (type to search)")
+        # searchable: long prompts have hundreds of positions; typing a token or an index
+        # filters the list (substring match) instead of scrolling it
+        self.pos_box.setEditable(True)
+        self.pos_box.setInsertPolicy(QComboBox.NoInsert)
+        self.pos_box.completer().setFilterMode(Qt.MatchContains)
+        self.pos_box.completer().setCompletionMode(QCompleter.PopupCompletion)
+        self.pos_box.setMaxVisibleItems(20)
         self.pos_box.currentIndexChanged.connect(self._on_pos_changed)
         self.cbd = QCheckBox("Colour-blind-safe colours")
         self.cbd.toggled.connect(self._on_cmap_toggled)
+        self.stale_label = QLabel("")
+        self.stale_label.setStyleSheet("color: #b35900")
+        self.stale_label.setVisible(False)
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
         self.hover = QLabel(" ")
@@ -130,6 +158,7 @@ class HeatmapView(QWidget):
         bar.addWidget(self.pos_label)
         bar.addWidget(self.pos_box)
         bar.addStretch(1)
+        bar.addWidget(self.stale_label)
         bar.addWidget(self.cbd)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -141,6 +170,14 @@ class HeatmapView(QWidget):
         self.legend.setVisible(False)
         self._show_empty()
 
+        # keyboard (issue 11 item 8): the view takes focus; arrows move a cursor over the
+        # cells, Enter/Return selects the cell under it (the patched readout follows)
+        self._cursor: tuple[int, int] | None = None
+        self.setFocusPolicy(Qt.StrongFocus)
+        self.graphics.setFocusPolicy(Qt.NoFocus)
+        self.setAccessibleName("patching heatmap")
+        self.setAccessibleDescription("Arrow keys move over the cells; Enter shows the patched run")
+        self.pos_box.setAccessibleName("position")
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.graphics.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self._timer = QTimer(self)
@@ -150,8 +187,13 @@ class HeatmapView(QWidget):
 
     # -- data in --------------------------------------------------------------------------
     def set_data(self, values: np.ndarray, axes: tuple[str, ...], labels: dict[str, list[str]],
-                 *, metric: str, title: str) -> None:
-        """Show ``values`` (NaN = not computed yet); cheap, the redraw happens on a timer."""
+                 *, metric: str, title: str, centre: float = 0.0) -> None:
+        """Show ``values`` (NaN = not computed yet); cheap, the redraw happens on a timer.
+
+        ``centre`` is the value drawn white: the metric's no-effect value (issue 11 item 7; 0
+        for ``logit_diff_recovered``, the unpatched run's value for the raw metrics).
+        """
+        self._centre = float(centre) if np.isfinite(centre) else 0.0
         new_shape = self._values is None or self._values.shape != values.shape or self._axes != tuple(axes)
         new_pos = labels.get("pos") != self._labels.get("pos")
         self._values = values
@@ -161,6 +203,7 @@ class HeatmapView(QWidget):
         self._title = title
         if new_shape:
             self._selected = None
+            self._cursor = None
             self.marker.setVisible(False)
             self._fill_positions()
         elif new_pos:  # the same grid for another pair: keep the chosen position
@@ -170,6 +213,19 @@ class HeatmapView(QWidget):
             self.pos_box.setCurrentIndex(keep)
             self.pos_box.blockSignals(False)
         self._dirty = True
+
+    def set_stale(self, reason: str) -> None:
+        """Dim the map and say "inputs changed: run again" (``reason`` "" = current)."""
+        if reason == getattr(self, "_stale", ""):
+            return
+        self._stale = reason
+        self.image.setOpacity(0.35 if reason else 1.0)
+        self.stale_label.setText(f"<b>inputs changed: run again</b> ({reason} changed since this run)" if reason else "")
+        self.stale_label.setVisible(bool(reason))
+
+    @property
+    def stale(self) -> str:
+        return getattr(self, "_stale", "")
 
     def set_significance(self, mask: np.ndarray | None, legend: str = "") -> None:
         """Fade the cells where ``mask`` is False (None: no statistics, nothing faded)."""
@@ -281,9 +337,11 @@ class HeatmapView(QWidget):
             return
         self._dirty = False
         data, xaxis = self.current_plane()
-        m = symmetric_limit(data, self._metric)
+        c = self._centre
+        m = symmetric_limit(data, self._metric, c)
+        levels = (c - m, c + m)
         self.image.setImage(np.ascontiguousarray(data, dtype=np.float64), autoLevels=False,
-                            levels=(-m, m))
+                            levels=levels)
         n_layers, n_x = data.shape
         ylab = self._labels.get("layer", [str(i) for i in range(n_layers)])
         xlab = self._labels.get(xaxis, [str(i) for i in range(n_x)])
@@ -293,15 +351,18 @@ class HeatmapView(QWidget):
             xticks = [(i + 0.5, xlab[i]) for i in range(n_x)]
         # set only what changed: each setter re-lays out or regenerates an axis, and during a
         # sweep only the image (and perhaps the levels) change (keeps event-loop stalls short)
-        self._set_once("levels", m, self.colorbar.setLevels, (-m, m))
+        self._set_once("levels", levels, self.colorbar.setLevels, levels)
         self._set_once("cmap", self.cbd.isChecked(), self.colorbar.setColorMap, CMAPS[self.cbd.isChecked()])
         bar_label = METRICS.get(self._metric, self._metric).split(" (")[0]
+        if c != 0.0:  # say where white is: the unpatched run, not 0
+            bar_label += f" (white = unpatched run, {c:.3g})"
         self._set_once("bar_label", bar_label, self.colorbar.axis.setLabel, bar_label)
         if self._set_once("shape", (n_layers, n_x), self.image.setRect, QRectF(0, 0, n_x, n_layers)):
             self.plot.setRange(xRange=(0, n_x), yRange=(0, n_layers), padding=0)
         self._draw_hatches(n_x)
         self._draw_fade(n_layers, n_x)
-        yticks = [(i + 0.5, ylab[i]) for i in range(n_layers)]
+        xticks = thin_ticks(xticks)  # hover and the position selector name every cell
+        yticks = thin_ticks([(i + 0.5, ylab[i]) for i in range(n_layers)])
         self._set_once("yticks", yticks, self.plot.getAxis("left").setTicks, [yticks])
         self._set_once("ylabel", "layer", self.plot.getAxis("left").setLabel, "layer")
         self._set_once("xticks", xticks, self.plot.getAxis("bottom").setTicks, [xticks])
@@ -414,9 +475,41 @@ class HeatmapView(QWidget):
     def _on_mouse_clicked(self, event) -> None:
         cell = self.cell_at(event.scenePos())
         if cell is not None:
+            self.setFocus(Qt.MouseFocusReason)
+            self._cursor = cell
             self.select_cell(self.full_index(*cell))
             if event.button() == Qt.RightButton:
                 self.cellMenuRequested.emit(self._selected, event.screenPos().toPoint())
+
+    @property
+    def cursor_cell(self) -> tuple[int, int] | None:
+        """(layer, x) of the keyboard cursor, or None."""
+        return self._cursor
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
+        moves = {Qt.Key_Up: (-1, 0), Qt.Key_Down: (1, 0), Qt.Key_Left: (0, -1), Qt.Key_Right: (0, 1)}
+        key = event.key()
+        if self._values is None or (key not in moves and key not in (Qt.Key_Return, Qt.Key_Enter)):
+            super().keyPressEvent(event)
+            return
+        n_layers, n_x = self.current_plane()[0].shape
+        if self._cursor is None:  # start from the selected cell, else the top-left one
+            sel = self._selected
+            start = (sel[0], sel[self._axes.index("head")] if len(self._axes) == 3 else sel[1]) if sel else (0, 0)
+            self._cursor = start
+            if key in moves:
+                moves = {k: (0, 0) for k in moves}  # the first arrow shows the cursor in place
+        if key in moves:
+            dl, dx = moves[key]
+            layer = min(max(self._cursor[0] + dl, 0), n_layers - 1)
+            x = min(max(self._cursor[1] + dx, 0), n_x - 1)
+            self._cursor = (layer, x)
+            self.marker.setRect(QRectF(x, layer, 1, 1))
+            self.marker.setVisible(True)
+            self.hover.setText(self.describe(self.full_index(layer, x)) + "  (Enter: patched run)")
+        else:
+            self.select_cell(self.full_index(*self._cursor))
+        event.accept()
 
     def select_cell(self, index: tuple[int, ...]) -> None:
         """Mark a cell and emit :attr:`cellSelected` (also used by tests)."""

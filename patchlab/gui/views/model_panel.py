@@ -62,10 +62,15 @@ class ModelPanel(QWidget):
         row1.addWidget(self.picker, 1)
         row1.addWidget(self.card_btn)
         row2 = QHBoxLayout()
-        for label, w in (("Device", self.device), ("dtype", self.dtype), ("", self.processing)):
+        for label, w in (("De&vice", self.device), ("dt&ype", self.dtype), ("", self.processing)):
             if label:
-                row2.addWidget(QLabel(label))
+                buddy = QLabel(label)  # mnemonic + buddy (keyboard reach)
+                buddy.setBuddy(w)
+                row2.addWidget(buddy)
+                w.setAccessibleName(label.replace("&", ""))
             row2.addWidget(w)
+        self.processing.setAccessibleName("processing")
+        self.picker.setAccessibleName("model")
         row2.addWidget(self.load_btn)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)

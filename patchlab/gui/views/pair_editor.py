@@ -34,10 +34,21 @@ def _tok(t: str) -> str:
     return html.escape(t.replace(" ", "\u00b7").replace("\n", "\u21b5")) or "&nbsp;"
 
 
-def token_strip_html(clean: list[str], corrupted: list[str]) -> str:
-    """Both tokenisations aligned by position; differing positions highlighted."""
+#: The unknown-word token of word-level vocabularies (the toy models); BPE vocabularies
+#: never produce it, so the flag below only shows where a vocabulary has one.
+UNK_TOKEN = "<unk>"
+
+
+def token_strip_html(clean: list[str], corrupted: list[str], unk: str = UNK_TOKEN) -> str:
+    """Both tokenisations aligned by position; differing positions highlighted, and
+    unknown words (``unk``) flagged in red with a note above the strip."""
     n = max(len(clean), len(corrupted))
-    rows = ["<table cellspacing='0' cellpadding='3' style='border-collapse:collapse'>"]
+    n_unk = sum(t == unk for t in clean) + sum(t == unk for t in corrupted)
+    rows = []
+    if n_unk:
+        rows.append(f"<div style='color:#c0392b'><b>{n_unk} unknown word(s)</b>: not in the model's "
+                    f"vocabulary, read as {html.escape(unk)} (red). Use words the model knows.</div>")
+    rows.append("<table cellspacing='0' cellpadding='3' style='border-collapse:collapse'>")
     head = "".join(f"<td align='center' style='color:gray'>{i}</td>" for i in range(n))
     rows.append(f"<tr><td></td>{head}</tr>")
     for name, toks in (("clean", clean), ("corrupted", corrupted)):
@@ -45,8 +56,10 @@ def token_strip_html(clean: list[str], corrupted: list[str]) -> str:
         for i in range(n):
             a = clean[i] if i < len(clean) else None
             b = corrupted[i] if i < len(corrupted) else None
-            style = "background-color:#f6c343;color:black;" if a != b else ""
             t = toks[i] if i < len(toks) else ""
+            style = "background-color:#f6c343;color:black;" if a != b else ""
+            if t == unk:
+                style = "background-color:#e74c3c;color:white;"
             cells.append(f"<td align='center' style='{style}border:1px solid #999'>{_tok(t)}</td>")
         rows.append(f"<tr><td style='color:gray'>{name}&nbsp;</td>{''.join(cells)}</tr>")
     rows.append("</table>")
@@ -118,6 +131,7 @@ class PairEditor(QWidget):
         self.suggest_btn.setToolTip("Fill the answer lists with the model's top next tokens")
         self.suggest_btn.clicked.connect(self._on_suggest)
 
+        self.unknown_words = 0  # <unk> tokens in the strip shown
         self.strip = QLabel()
         self.strip.setTextFormat(Qt.RichText)
         scroll = QScrollArea()
@@ -141,13 +155,20 @@ class PairEditor(QWidget):
         top.addLayout(col)
         answers = QHBoxLayout()
         answers.addWidget(self.answer, 1)
-        answers.addWidget(QLabel("vs wrong"))
+        wrong_label = QLabel("vs &wrong")  # mnemonic + buddy: Alt+W reaches the field
+        wrong_label.setBuddy(self.wrong)
+        answers.addWidget(wrong_label)
         answers.addWidget(self.wrong, 1)
         answers.addWidget(self.suggest_btn)
         form = QFormLayout()
-        form.addRow("Clean", self.clean)
-        form.addRow("Corrupted", self.corrupted)
-        form.addRow("Answer", answers)
+        form.addRow("&Clean", self.clean)  # addRow(text, widget) makes the label's buddy
+        form.addRow("Corr&upted", self.corrupted)
+        answer_label = QLabel("&Answer")
+        answer_label.setBuddy(self.answer)
+        form.addRow(answer_label, answers)
+        for widget, name in ((self.clean, "clean prompt"), (self.corrupted, "corrupted prompt"),
+                             (self.answer, "answer token"), (self.wrong, "wrong answer token")):
+            widget.setAccessibleName(name)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
@@ -224,6 +245,7 @@ class PairEditor(QWidget):
 
     # -- validation display (the main window supplies it) ---------------------------------
     def show_tokens(self, clean: list[str], corrupted: list[str]) -> None:
+        self.unknown_words = sum(t == UNK_TOKEN for t in (*clean, *corrupted))
         self.strip.setText(token_strip_html(clean, corrupted))
 
     def show_message(self, text: str, error: bool = True) -> None:

@@ -102,6 +102,12 @@ class ReadoutPanel(QWidget):
             self.boxes[key].setTitle(f"{TITLES[key]} \u00b7 {scope}" if scope else TITLES[key])
             self.labels[key].setText(readout_html(runs.get(key), answer, wrong))
 
+    def set_runs_error(self, message: str, scope: str = "") -> None:
+        """The clean/corrupted readout failed: say so instead of showing the last pair's."""
+        for key in ("clean", "corrupted"):
+            self.boxes[key].setTitle(f"{TITLES[key]} \u00b7 {scope}" if scope else TITLES[key])
+            self.labels[key].setText(f"<span style='color:#b00020'>failed: {html.escape(message)}</span>")
+
     def set_patched(self, r: dict | None, cell: str, answer: str, wrong: str, scope: str = "") -> None:
         title = f"Patched run: {cell}" if cell else "Patched run (click a cell)"
         self.boxes["patched"].setTitle(f"{title} \u00b7 {scope}" if scope else title)

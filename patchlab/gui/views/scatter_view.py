@@ -66,9 +66,13 @@ class ScatterView(QWidget):
 
     # -- data in --------------------------------------------------------------------------
     def set_data(self, estimate: np.ndarray | None, exact: np.ndarray | None, labels: list[str],
-                 metric_label: str = "", subtitle: str = "") -> None:
-        """Cheap; the redraw happens on a timer. Arrays are kept, never modified."""
+                 metric_label: str = "", subtitle: str = "", centre: float = 0.0) -> None:
+        """Cheap; the redraw happens on a timer. Arrays are kept, never modified.
+
+        ``centre``: the metric's no-effect value; top-k agreement ranks by the change from it.
+        """
         self.estimate, self.exact, self.labels = estimate, exact, labels
+        self.centre = centre
         self.metric_label, self.subtitle = metric_label, subtitle
         self._dirty = True
 
@@ -103,7 +107,7 @@ class ScatterView(QWidget):
             return
         self.note.setVisible(False)
         self.stats = agreement(self.estimate, self.exact if self.exact is not None
-                               else np.full_like(self.estimate, np.nan))
+                               else np.full_like(self.estimate, np.nan), centre=getattr(self, "centre", 0.0))
         total = self.estimate.size
         head = f"{self.subtitle}<br>" if self.subtitle else ""  # two lines: no wide minimum
         self.title_item.setText(f"{head}estimate vs exact \u00b7 {agreement_text(self.stats)}"
