@@ -58,7 +58,9 @@ def test_gemma_runs_on_the_fast_path_and_matches_transformer_lens(modern, arch, 
     # post-norms, (1 + w) RMSNorm, sqrt(d) embedding scale, soft-caps, query_pre_attn_scalar,
     # alternating sliding/global layers (Gemma 3: per-layer rotary bases and q/k norms)
     model = modern(arch)
-    for target in ("resid_pre", "attn_head_out_all_pos", "attn_head_out_by_pos"):
+    # attn_out / mlp_out hooks sit after the post-norms, head outputs before them
+    extra = ("attn_out", "mlp_out") if direction == "denoise" else ()
+    for target in ("resid_pre", "attn_head_out_all_pos", "attn_head_out_by_pos", *extra):
         res = patchlab.patch(model, PAIR, target=target, metric="logit_diff", engine="auto", direction=direction)
         assert res.meta["engine_path"] == "fast-torch", res.meta["fallback_reason"]
         assert not res.meta["fallback_reason"]

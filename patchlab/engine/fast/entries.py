@@ -34,15 +34,20 @@ def _grid(t: torch.Tensor, s: int, prow: torch.Tensor) -> torch.Tensor:
     return t[:, s:][prow]
 
 
-def _finish_sparse_attn(w: FastWeights, li: int, base: BaseRun, prow, pos: torch.Tensor, a: torch.Tensor):
-    """New attention output ``a [B, d]`` at one position per row; the rest is the base run."""
+def _finish_sparse_attn(w: FastWeights, li: int, base: BaseRun, prow, pos: torch.Tensor, a: torch.Tensor,
+                        normed: bool = False):
+    """New attention output ``a [B, d]`` at one position per row; the rest is the base run.
+
+    ``a`` is the output projection's (before a post-attention norm), or with ``normed`` the
+    ``attn_out`` hook's value (after it).
+    """
     s = int(pos.min())
     B = pos.shape[0]
     pre = base.pre[li][prow, pos]
     if w.parallel:
         post_vals = pre + a + base.mlp[li][prow, pos]
     else:
-        mid = add_attn(w.layers[li], pre, a)
+        mid = pre + a if normed else add_attn(w.layers[li], pre, a)
         # the MLP is position-wise: in this layer only the patched position changes
         post_vals = mlp(w, w.layers[li], mid, mid)
     x = _grid(base.post[li], s, prow)
@@ -71,7 +76,8 @@ def _delta_attn(w: FastWeights, li: int, base: BaseRun, prow, heads: torch.Tenso
     B, T, r, dh = z_new.shape
     dz = z_new - base.z[li][prow.unsqueeze(1), :, heads].transpose(1, 2)  # [B, T, r, dh]
     W = w.layers[li].W_O[heads].reshape(B, r * dh, -1)
-    return torch.baddbmm(rows(base.attn[li], prow), dz.reshape(B, T, r * dh), W)
+    attn = base.attn if base.attn_raw is None else base.attn_raw  # before a post-attention norm
+    return torch.baddbmm(rows(attn[li], prow), dz.reshape(B, T, r * dh), W)
 
 
 def _rot_at(w: FastWeights, base: BaseRun, x: torch.Tensor, pos: torch.Tensor, li: int) -> torch.Tensor:
@@ -96,12 +102,10 @@ def resid(w, li, base, prow, src, cells, act):
     if act == "mlp_out":
         before = base.pre[li][prow, pos] + base.attn[li][prow, pos] if w.parallel else base.mid[li][prow, pos]
         x = _grid(base.post[li], s, prow)
-        out = src[prow, pos]
-        post_mlp = w.layers[li].post_mlp
-        x[r, pos - s] = before + (out if post_mlp is None else post_mlp(out))
+        x[r, pos - s] = before + src[prow, pos]  # the hook's value is after any post-MLP norm
         return run_from(w, li, "post", x, s, base, pos, prow)
     if act == "attn_out":
-        return _finish_sparse_attn(w, li, base, prow, pos, src[prow, pos])
+        return _finish_sparse_attn(w, li, base, prow, pos, src[prow, pos], normed=True)
     stage = {"resid_pre": "pre", "resid_post": "post"}[act]
     x = _grid(base.pre[li] if stage == "pre" else base.post[li], s, prow)
     x[r, pos - s] = src[prow, pos]

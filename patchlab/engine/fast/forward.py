@@ -67,6 +67,9 @@ class BaseRun:
     last_logits: torch.Tensor  # [P, vocab]
     # Gemma 3: (cos, sin) per rotary layer type; layers with a rope_type read theirs (see tables())
     rope_tables: dict | None = None
+    # Gemma: attention output before the post-attention norm (``attn`` holds the hook's value,
+    # after it); the head-delta entries add changed heads' W_O terms to this one
+    attn_raw: list[torch.Tensor] | None = None
 
     def tables(self, layer: Layer) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The rotary ``(cos, sin)`` tables ``[T, rotary_dim]`` that ``layer`` uses."""
@@ -86,6 +89,7 @@ class BaseRun:
     def nbytes(self) -> int:
         lists = (self.pre, self.mid, self.post, self.attn, self.mlp, self.q, self.k, self.v, self.q_rot,
                  self.k_rot, self.z, self.pattern)
+        lists += (self.attn_raw or [],)
         return sum(t.numel() * t.element_size() for lst in lists for t in lst)
 
 
@@ -209,7 +213,9 @@ def base_run(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
     r = base_runs(w, tokens)
     lists = {k: [t[0] for t in getattr(r, k)] for k in (
         "pre", "mid", "post", "attn", "mlp", "q", "k", "v", "q_rot", "k_rot", "z", "pattern")}
-    return BaseRun(**lists, cos=r.cos, sin=r.sin, last_logits=r.last_logits[0], rope_tables=r.rope_tables)
+    raw = None if r.attn_raw is None else [t[0] for t in r.attn_raw]
+    return BaseRun(**lists, cos=r.cos, sin=r.sin, last_logits=r.last_logits[0], rope_tables=r.rope_tables,
+                   attn_raw=raw)
 
 
 def base_runs(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
@@ -226,6 +232,7 @@ def base_runs(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
     qpos = torch.arange(T, device=x.device)
     keep: dict[str, list[torch.Tensor]] = {k: [] for k in (
         "pre", "mid", "post", "attn", "mlp", "q", "k", "v", "q_rot", "k_rot", "z", "pattern")}
+    raw: list[torch.Tensor] = []
     for li, layer in enumerate(w.layers):
         checkpoint()
         keep["pre"].append(x)
@@ -240,14 +247,20 @@ def base_runs(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
             mid = x + a
             x = x + a + m
         else:
-            mid = add_attn(layer, x, a)
+            if layer.post_attn is not None:  # the hooks see the attention and MLP outputs after their norms
+                raw.append(a)
+                a = layer.post_attn(a)
+            mid = x + a
             m = mlp(w, layer, mid)
-            x = mid + (m if layer.post_mlp is None else layer.post_mlp(m))
+            if layer.post_mlp is not None:
+                m = layer.post_mlp(m)
+            x = mid + m
         for name, val in (("mid", mid), ("post", x), ("attn", a), ("mlp", m), ("q", q), ("k", k),
                           ("v", v), ("q_rot", qr), ("k_rot", kr), ("z", z), ("pattern", pattern)):
             keep[name].append(val)
     logits = unembed(w, x[:, -1])
-    return BaseRun(**keep, cos=cos, sin=sin, last_logits=logits, rope_tables=rope_tables)
+    return BaseRun(**keep, cos=cos, sin=sin, last_logits=logits, rope_tables=rope_tables,
+                   attn_raw=raw if raw else None)
 
 
 def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
