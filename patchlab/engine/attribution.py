@@ -1,92 +1,136 @@
-"""Attribution patching: a first-order estimate of every cell from one backward pass.
+"""Attribution patching: a first-order estimate of every cell from one forward and one backward.
 
-estimate(cell) = (source act - base act) . d quantity / d act, with the gradient taken in the
-base (unpatched) run. Each raw quantity is reported as an estimated patched value:
-base value + estimated change. Works for every target through the bridge's hooks.
+estimate(cell) = base value + (source act - base act) . d quantity / d act, with the gradient
+taken in the base (unpatched) run, for the one raw quantity the metric is computed from
+(``logit_diff`` for both logit-difference metrics, else the metric itself). The pass itself
+(:mod:`patchlab.engine.attribution_pass`) estimates every target family at once and is cached
+per pair, so a second target on the same pairs costs no forward pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
-import torch
 
-from patchlab.core.metrics import RAW
-from patchlab.engine.context import StopFlag, SweepContext, check_stop, hook_name
+from patchlab.core.errors import InputError, TargetUnavailableError
+from patchlab.core.metrics import RAW, base_metric, check_direction, check_metric
+from patchlab.core.pairs import PromptPair
+from patchlab.core.targets import Target, get_target
+from patchlab.engine.attribution_pass import PairEstimate, estimates
+from patchlab.engine.context import (
+    StopFlag,
+    SweepContext,
+    as_stop,
+    hook_name,
+    row_shape,
+    source_and_base,
+    unavailable_message,
+)
+from patchlab.engine.tokens import tokenize_pairs
 
 NAME = "attribution"
 
-
-def _quantities(last: torch.Tensor, answer_id: int, wrong_id: int) -> torch.Tensor:
-    """The four raw quantities, one per batch row: row r gives RAW[r] of its own logits."""
-    logprobs = torch.log_softmax(last.float(), dim=-1)
-    values = {
-        "logit_diff": last[0, answer_id] - last[0, wrong_id],
-        "answer_prob": logprobs[1, answer_id].exp(),
-        "answer_logprob": logprobs[2, answer_id],
-        "wrong_prob": logprobs[3, wrong_id].exp(),
-    }
-    return torch.stack([values[q] for q in RAW])
+#: What every attribution result says about its values (``meta["estimate"]["note"]``).
+NOTE = ("First-order estimate (attribution patching): the change each patch would make, "
+        "extrapolated linearly from the unpatched run's gradient. Estimated probabilities "
+        "may leave [0, 1]; rank cells by their change from the unpatched run.")
 
 
-def gradients(ctx: SweepContext, p: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Base-run activations and the gradient of each raw quantity at every layer's target.
+def _no_gradient_message(model: Any, target: Target, hook: str) -> str:
+    cfg = model.cfg
+    arch = getattr(cfg, "original_architecture", None) or getattr(cfg, "model_name", "this model")
+    return (f"Attribution patching cannot estimate the target {target.name!r} on {arch}: the metric "
+            f"does not depend on what the hook {hook} returns (TransformerLens fires it after the "
+            "Hugging Face module has already used the values), so its gradient is missing. "
+            "Choose another target.")
 
-    Returns ``acts[name] [1, ...]`` and ``grads[name] [len(RAW), ...]``: one forward pass of
-    the base prompt copied once per quantity and one backward pass for all of them.
+
+def check_available(model: Any, target: Target, est: PairEstimate) -> None:
+    """Refuse a target the pass could not estimate, never reporting zeros for it."""
+    if target.act in est.unavailable:
+        why, hook = est.unavailable[target.act]
+        if why == "no_gradient":
+            raise TargetUnavailableError(_no_gradient_message(model, target, hook))
+        raise TargetUnavailableError(unavailable_message(model, target, hook))
+
+
+def target_contrib(est: PairEstimate, target: Target) -> np.ndarray:
+    """One pair's estimated change for every cell of ``target``: ``[layer, *row_shape]``."""
+    c = est.contrib[target.act]
+    inner = target.axes[1:]
+    if target.act == "pattern":  # [layer, head, dest]
+        return c.sum(axis=2) if inner == ("head",) else c
+    if target.act == "post":  # [layer, pos, neuron]
+        return c.sum(axis=1, dtype=np.float64) if inner == ("neuron",) else c.astype(np.float64)
+    if c.ndim == 2:  # [layer, pos]
+        return c
+    return c.sum(axis=1) if inner == ("head",) else c  # [layer, pos, head]
+
+
+def prepare(
+    model: Any,
+    pairs: PromptPair | Sequence[PromptPair],
+    *,
+    target: str,
+    metric: str = "logit_diff_recovered",
+    direction: str = "denoise",
+    stop: Any = None,
+    batch_size: int | None = None,
+) -> SweepContext:
+    """Validate inputs and run (or reuse) the attribution pass; both runs' quantities come from it.
+
+    The returned context carries no activation caches: it serves ``method="attribution"`` only.
     """
-    names = [hook_name(ctx.target, layer) for layer in range(ctx.n_layers)]
-    tokens = ctx.base_tokens(p).expand(len(RAW), -1)
-    zeros: dict[str, torch.Tensor] = {}
-    acts: dict[str, torch.Tensor] = {}
-
-    def hook(act, hook, name):  # noqa: ARG001 - TransformerLens hook signature
-        # adding a zero leaf exposes d/d act without cutting the graph between layers
-        z = torch.zeros_like(act, requires_grad=True)
-        zeros[name] = z
-        acts[name] = act[:1].detach().clone()
-        return act + z
-
-    tp = ctx.pairs[p]
-    with torch.inference_mode(False), torch.enable_grad():
-        fwd = [(n, lambda a, hook, n=n: hook_fn(a, hook, n)) for n in names]
-        hook_fn = hook
-        logits = ctx.model.run_with_hooks(tokens, fwd_hooks=fwd)
-        total = _quantities(logits[:, -1], tp.answer_id, tp.wrong_id).sum()
-        grads = torch.autograd.grad(total, [zeros[n] for n in names], allow_unused=True)
-    out = {}
-    for n, g in zip(names, grads):
-        out[n] = torch.zeros_like(zeros[n]) if g is None else g.detach()
-    return acts, out
-
-
-def _reduce(prod: torch.Tensor, act: str, axes: tuple[str, ...]) -> torch.Tensor:
-    """Sum ``[Q, ...]`` elementwise products over everything but the target's cell axes."""
-    inner = axes[1:]
-    if act == "pattern":  # [Q, head, dest, src]
-        return prod.sum(dim=(2, 3)) if inner == ("head",) else prod.sum(dim=3)
-    if "neuron" in inner:  # [Q, pos, d_mlp]
-        return prod.sum(dim=1) if inner == ("neuron",) else prod
-    if prod.dim() == 3:  # [Q, pos, d_model]
-        return prod.sum(dim=2)
-    # [Q, pos, head, d_head]
-    return prod.sum(dim=3) if inner == ("pos", "head") else prod.sum(dim=(1, 3))
+    tgt = get_target(target)
+    check_metric(metric)
+    check_direction(direction)
+    tps = tokenize_pairs(model, pairs)
+    n_pos = tps[0].n_pos
+    if "pos" in tgt.axes and any(tp.n_pos != n_pos for tp in tps):
+        lengths = ", ".join(f"pair {i + 1}: {tp.n_pos}" for i, tp in enumerate(tps))
+        raise InputError(
+            f"The target {tgt.name!r} has a position axis, so every pair must have the same "
+            f"number of tokens ({lengths}). Use pairs from one template, or a target over all positions."
+        )
+    n_layers = int(model.cfg.n_layers)
+    hook_dict = model.hook_dict  # rebuilt by the bridge on every access
+    missing = [n for n in (hook_name(tgt, layer) for layer in range(n_layers)) if n not in hook_dict]
+    if missing:
+        raise TargetUnavailableError(unavailable_message(model, tgt, missing[0]))
+    ests = estimates(model, tps, direction, base_metric(metric), as_stop(stop), batch_size)
+    check_available(model, tgt, ests[0])
+    src, _ = source_and_base(direction)
+    raw = {"clean": {}, "corrupted": {}}
+    for q in RAW:
+        s = np.array([e.source_raw[q] for e in ests])
+        b = np.array([e.base_raw[q] for e in ests])
+        raw["clean"][q], raw["corrupted"][q] = (s, b) if src == "clean" else (b, s)
+    return SweepContext(
+        model=model, pairs=tps, target=tgt, metric=metric, direction=direction, method="attribution",
+        n_layers=n_layers, row_shape=row_shape(model, tgt, n_pos),
+        clean_raw=raw["clean"], corrupted_raw=raw["corrupted"],
+    )
 
 
-def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:  # noqa: ARG001
-    """Yield ``(layer, raw)`` per layer with estimated patched values of each raw quantity."""
-    est = {q: np.full((len(ctx.pairs), *ctx.shape), np.nan) for q in RAW}
-    for p in range(len(ctx.pairs)):
-        check_stop(stop)
-        acts, grads = gradients(ctx, p)
-        for layer in range(ctx.n_layers):
-            name = hook_name(ctx.target, layer)
-            src = ctx.source_caches[p][name]
-            base = ctx.base_caches[p][name] if ctx.base_caches else acts[name]
-            delta = (src.to(grads[name].dtype) - base.to(grads[name].dtype))
-            contrib = _reduce(delta * grads[name], ctx.target.act, ctx.target.axes).double().cpu().numpy()
-            for qi, q in enumerate(RAW):
-                est[q][p, layer] = ctx.base_raw[q][p] + contrib[qi]
+def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Yield ``(layer, raw)`` per layer: the estimated patched value of the metric's quantity.
+
+    Only that quantity is estimated (one backward); the other raw quantities are NaN.
+    """
+    q = base_metric(ctx.metric)
+    ests = estimates(ctx.model, ctx.pairs, ctx.direction, q, stop, batch_size)
+    for est in ests:
+        check_available(ctx.model, ctx.target, est)
+    # a zero change adds exactly 0.0: such cells keep the unpatched value bit for bit
+    est_q = np.stack([ctx.base_raw[q][p] + target_contrib(e, ctx.target) for p, e in enumerate(ests)])
     for layer in range(ctx.n_layers):
-        yield layer, {q: est[q][:, layer] for q in RAW}
+        raw = {r: np.full((len(ctx.pairs), *ctx.row_shape), np.nan) for r in RAW}
+        raw[q] = est_q[:, layer].copy()
+        yield layer, raw
+
+
+def result_meta(ctx: SweepContext) -> dict[str, Any]:
+    """What the result says about itself: a first-order estimate of one quantity."""
+    return {"estimate": {"kind": "first-order estimate", "quantity": base_metric(ctx.metric), "note": NOTE}}

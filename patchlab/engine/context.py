@@ -15,7 +15,7 @@ from patchlab.core.metrics import RAW, check_direction, check_method, check_metr
 from patchlab.core.pairs import PromptPair
 from patchlab.core.targets import Target, get_target
 from patchlab.engine.quantities import last_quantities
-from patchlab.engine.tokens import TokenizedPair, tokenize_pairs
+from patchlab.engine.tokens import TokenizedPair, check_equal_lengths, tokenize_pairs
 
 StopFlag = Callable[[], bool]
 
@@ -140,12 +140,8 @@ def prepare(
     check_method(method)
     tps = tokenize_pairs(model, pairs)
     n_pos = tps[0].n_pos
-    if "pos" in tgt.axes and any(tp.n_pos != n_pos for tp in tps):
-        lengths = ", ".join(f"pair {i + 1}: {tp.n_pos}" for i, tp in enumerate(tps))
-        raise InputError(
-            f"The target {tgt.name!r} has a position axis, so every pair must have the same "
-            f"number of tokens ({lengths}). Use pairs from one template, or a target over all positions."
-        )
+    if "pos" in tgt.axes:  # names the pairs per length and offers grouping
+        check_equal_lengths(tps, tgt.name)
     n_layers = int(model.cfg.n_layers)
     names = [hook_name(tgt, layer) for layer in range(n_layers)]
     raw: dict[str, dict[str, list]] = {w: {q: [] for q in RAW} for w in ("clean", "corrupted")}

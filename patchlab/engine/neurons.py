@@ -18,7 +18,8 @@ from patchlab.core.errors import InputError, TargetUnavailableError
 from patchlab.core.metrics import RAW, aggregate, base_metric, check_direction, check_metric
 from patchlab.core.neurons import NeuronResult
 from patchlab.core.pairs import PromptPair
-from patchlab.engine.attribution import gradients
+from patchlab.engine.attribution import check_available
+from patchlab.engine.attribution_pass import estimates
 from patchlab.engine.context import as_stop, check_stop, hook_name, source_and_base
 from patchlab.engine.decompose import _direction
 from patchlab.engine.paths import PathEvent, batch_rows, finish
@@ -110,15 +111,12 @@ def iter_neurons(
     d_mlp = int(ctx.source_caches[0][name].shape[-1])
     k = min(int(k), d_mlp)
     n_pairs = len(st.runs)
-    est_raw = {q: np.zeros((n_pairs, d_mlp)) for q in RAW}
-    for p in range(n_pairs):
-        check_stop(stop_fn)
-        _, grads = gradients(ctx, p)
-        delta = (ctx.source_caches[p][name] - ctx.base_caches[p][name]).to(grads[name].dtype)
-        contrib = (delta * grads[name]).sum(dim=1).double().cpu().numpy()  # [Q, d_mlp]
-        for qi, q in enumerate(RAW):
-            est_raw[q][p] = ctx.base_raw[q][p] + contrib[qi]
     bm = base_metric(metric)
+    est_raw = {q: np.zeros((n_pairs, d_mlp)) for q in RAW}
+    # attribution helper: the shared one-pass estimate (cached per pair), for the metric's quantity only
+    for p, est in enumerate(estimates(model, ctx.pairs, direction, bm, stop_fn)):
+        check_available(model, ctx.target, est)
+        est_raw[bm][p] = ctx.base_raw[bm][p] + est.contrib["post"][layer].sum(axis=0, dtype=np.float64)
     base_b, src_b = ctx.base_raw[bm], ctx.source_raw[bm]
     estimate, est_pp = aggregate(metric, est_raw[bm], base_b, src_b)
     unpatched = aggregate(metric, base_b[:, None], base_b, src_b)[0][0]

@@ -47,10 +47,12 @@ class OneRun:
 
     def __init__(self, run: BaseRun) -> None:
         self.run = run
+        # base_run may or may not keep the prompt axis (pre[l] [1, T, d] or [T, d])
+        self.batched = run.pre[0].dim() == 3
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self.run, name)
-        return [t[0] for t in value] if isinstance(value, list) else value
+        return [t[0] for t in value] if isinstance(value, list) and self.batched else value
 
 
 @dataclass

@@ -136,9 +136,13 @@ def iter_patch(
     """
     stop_fn = as_stop(stop)
     t0 = time.perf_counter()
-    if context is None:
-        ctx = prepare(model, pairs, target=target, metric=metric, direction=direction, method=method,
-                      cache_base=method == "attribution")
+    if context is None and method == "attribution":
+        from patchlab.engine import attribution  # noqa: PLC0415
+
+        # attribution's single forward + backward gives both runs' quantities: no separate prepare
+        ctx = attribution.prepare(model, pairs, target=target, metric=metric, direction=direction, stop=stop_fn)
+    elif context is None:
+        ctx = prepare(model, pairs, target=target, metric=metric, direction=direction, method=method)
     else:
         ctx = _reuse(context, model, pairs, target, metric, direction, method)
     if method == "exact":
@@ -194,9 +198,12 @@ def iter_patch(
     meta["complete"] = not cancelled and done == ctx.n_cells and not np.isnan(per_pair_raw[bm]).any()
     meta["cancelled"] = cancelled
     meta["cell_raw"] = {q: per_pair_raw[q].mean(axis=0) for q in RAW}
+    if hasattr(backend, "result_meta"):  # attribution: "first-order estimate" and of what
+        meta.update(backend.result_meta(ctx))
     if _kv_heads(ctx):
         meta.update(kv_meta(int(ctx.model.cfg.n_heads), ctx.row_shape[ctx.target.axes.index("head") - 1]))
-    return PatchResult(values=values, axes=ctx.target.axes, labels=_labels(ctx), per_pair=per_pair, meta=meta)
+    return PatchResult(values=values, axes=ctx.target.axes, labels=_labels(ctx), per_pair=per_pair, meta=meta,
+                       per_pair_raw=per_pair_raw[bm])  # the statistics resample raw values (ratio of means)
 
 
 def _reuse(ctx: SweepContext, model: Any, pairs: PromptPair | Sequence[PromptPair], target: str, metric: str,

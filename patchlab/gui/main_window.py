@@ -124,6 +124,7 @@ class MainWindow(QMainWindow):
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
             QShortcut(QKeySequence(keys), self, self.run)
         QShortcut(QKeySequence(Qt.Key_Escape), self, self.cancel)
+        self._add_analysis_tabs()
         self.file_menu = FileMenu(self)  # also takes files dropped on the window
         self.restore_settings()
         self.model_presenter.update_title()
@@ -165,6 +166,12 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(split)
         self.status_model = QLabel("no model")
         self.statusBar().addPermanentWidget(self.status_model)
+
+    def _add_analysis_tabs(self) -> None:
+        """Trace, Weights and Text tabs (issues 9 and 10): each a view and its presenter."""
+        from patchlab.gui.analysis_tabs import add_analysis_tabs
+
+        add_analysis_tabs(self)
 
     # -- messages -------------------------------------------------------------------------
     def notify(self, text: str, timeout_ms: int = 5000) -> None:

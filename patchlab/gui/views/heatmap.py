@@ -68,9 +68,12 @@ class HeatmapView(QWidget):
     -------
     cellSelected(index)
         Full index tuple of the clicked cell (in the result's axis order).
+    cellMenuRequested(index, global_pos)
+        Right-click on a cell (after selecting it): the window shows its context menu there.
     """
 
     cellSelected = Signal(object)
+    cellMenuRequested = Signal(object, object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -412,6 +415,8 @@ class HeatmapView(QWidget):
         cell = self.cell_at(event.scenePos())
         if cell is not None:
             self.select_cell(self.full_index(*cell))
+            if event.button() == Qt.RightButton:
+                self.cellMenuRequested.emit(self._selected, event.screenPos().toPoint())
 
     def select_cell(self, index: tuple[int, ...]) -> None:
         """Mark a cell and emit :attr:`cellSelected` (also used by tests)."""

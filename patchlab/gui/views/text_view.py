@@ -73,7 +73,7 @@ class TextView(QWidget):
         split.addWidget(right)
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
-        layout.addWidget(split)
+        layout.addWidget(split, 1)  # the text and tables take the height, not the title
 
     # -- setters ---------------------------------------------------------------------
     def set_scores(self, res: TokenScores, top: int = 50, largest: bool = True) -> None:

@@ -13,6 +13,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -210,14 +212,68 @@ class NeuronTable(QWidget):
 
 
 class TraceView(QWidget):
-    """The three Trace views stacked; the window decides where it lives."""
+    """The three Trace views stacked under a bar (sender, receiver kind, Trace, Cancel).
+
+    Signals
+    -------
+    traceRequested()
+        The Trace button: trace the selected cell's component.
+    cancelRequested()
+    receiverChosen(str)
+        The receiver kind to show (``q``, ``k``, ``v``, ``mlp``).
+    """
+
+    traceRequested = Signal()
+    cancelRequested = Signal()
+    receiverChosen = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.sender = QLabel("Sender: select a head or MLP cell in the Patching heatmap.")
+        self.trace_btn = QPushButton("Trace")
+        self.trace_btn.setToolTip("Total / direct / indirect effects, the sender's receivers, and neurons of an MLP")
+        self.trace_btn.clicked.connect(self.traceRequested)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancelRequested)
+        self.receiver_box = QComboBox()
+        self.receiver_box.setToolTip("Which later inputs to show: heads' queries, keys, values, or MLPs")
+        self.receiver_box.activated.connect(self._on_receiver)
+        self.status = QLabel("")
+        bar = QHBoxLayout()
+        bar.addWidget(self.sender, 1)
+        bar.addWidget(QLabel("Receiver:"))
+        bar.addWidget(self.receiver_box)
+        bar.addWidget(self.trace_btn)
+        bar.addWidget(self.cancel_btn)
         self.effects = EffectBars()
         self.receivers = ReceiverMap()
         self.neurons = NeuronTable()
+        self.neuron_readout = QLabel("")
+        self.neuron_readout.setWordWrap(True)
+        self.neuron_readout.setVisible(False)
         lay = QVBoxLayout(self)
+        lay.addLayout(bar)
+        lay.addWidget(self.status)
         lay.addWidget(self.effects, 2)
         lay.addWidget(self.receivers, 2)
         lay.addWidget(self.neurons, 3)
+        lay.addWidget(self.neuron_readout)
+
+    def set_receiver_kinds(self, kinds: list[str], current: str) -> None:
+        self.receiver_box.clear()
+        for k in kinds:
+            self.receiver_box.addItem(k, k)
+        self.receiver_box.setCurrentIndex(max(0, kinds.index(current)) if current in kinds else 0)
+
+    def set_running(self, running: bool, text: str = "") -> None:
+        self.cancel_btn.setEnabled(running)
+        self.status.setText(text)
+
+    def show_neurons(self, visible: bool) -> None:
+        self.neurons.setVisible(visible)
+        self.neuron_readout.setVisible(visible and bool(self.neuron_readout.text()))
+
+    @Slot(int)
+    def _on_receiver(self, i: int) -> None:
+        self.receiverChosen.emit(self.receiver_box.itemData(i))
