@@ -56,10 +56,10 @@ NAMES = {
 FOOTER = """
 ## Not covered by this table
 
-- **Fast path for Gemma 2/3 and OLMo 2**: not implemented (norms after attention and MLP, (1 + w)
-  offset norms, attention and final-logit soft-capping, per-layer sliding windows and rotary bases);
-  these run on the hook engine, and the reason is recorded. GPT-J (one shared LayerNorm, interleaved
-  rotary) likewise.
+- **Fast path for OLMo 2 and GPT-J**: not implemented. OLMo 2 has norms after attention and MLP
+  but none before them, and query/key norms over all heads together; GPT-J one shared LayerNorm and
+  interleaved rotary. They run on the hook engine, and the reason is recorded. (Gemma 2/3 run on the
+  fast path: post-norms, (1 + w) norms, soft-capping, per-layer windows and rotary bases.)
 - **GPU**: no GPU was available while this was written. `python benchmarks/bench_gpu.py` prints the
   GPU table (GPT-2-small shape, 16 tokens: first row, sweep, peak memory, engine); on a machine
   without CUDA it prints "no GPU". It has been run only with `--device cpu`.

@@ -22,7 +22,7 @@ from patchlab.core.pairs import PromptPair
 from patchlab.engine.context import SweepContext, prepare, source_and_base
 from patchlab.engine.fast.backend import shared_prefix, weights_for
 from patchlab.engine.fast.forward import BaseRun, base_runs
-from patchlab.engine.fast.weights import FastWeights, Unsupported
+from patchlab.engine.fast.weights import FastWeights, Unsupported, extra_features
 from patchlab.engine.loading import model_info
 from patchlab.engine.quantities import last_quantities
 
@@ -147,6 +147,9 @@ def setup(model: Any, pairs: PromptPair | Sequence[PromptPair], metric: str, dir
     ctx = prepare(model, pairs, target=target, metric=metric, direction=direction, cache_base=cache_base)
     try:
         w = weights_for(model)
+        extra = extra_features(w)  # implemented by the patching fast path only
+        if extra:
+            raise Unsupported(extra)
     except Unsupported as exc:
         raise TargetUnavailableError(
             f"Path patching needs patchlab's plain-torch forward pass, which does not implement "

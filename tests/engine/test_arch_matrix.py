@@ -19,7 +19,7 @@ from patchlab.core.targets import TARGETS
 TOL = 1e-4
 PAIR = patchlab.PromptPair("John gave a drink to", "Mary gave a drink to", " Mary", " John")
 # families the fast path must cover (issue 13); the others run on the hook path with a reason
-FAST = {"llama3", "mistral", "qwen2", "qwen3", "phi3"}
+FAST = {"llama3", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"}
 _MODELS: dict = {}
 
 
@@ -50,6 +50,35 @@ def test_resid_pre_matches_transformer_lens_on_both_engines(modern, arch):
             else:  # the hook path, and the record says why
                 assert res.meta["engine_path"] == "generic-hooks"
                 assert "does not implement" in res.meta["fallback_reason"]
+
+
+@pytest.mark.parametrize("direction", ["denoise", "noise"])
+@pytest.mark.parametrize("arch", ["gemma2", "gemma3"])
+def test_gemma_runs_on_the_fast_path_and_matches_transformer_lens(modern, arch, direction):
+    # post-norms, (1 + w) RMSNorm, sqrt(d) embedding scale, soft-caps, query_pre_attn_scalar,
+    # alternating sliding/global layers (Gemma 3: per-layer rotary bases and q/k norms)
+    model = modern(arch)
+    # attn_out / mlp_out hooks sit after the post-norms, head outputs before them
+    extra = ("attn_out", "mlp_out") if direction == "denoise" else ()
+    for target in ("resid_pre", "attn_head_out_all_pos", "attn_head_out_by_pos", *extra):
+        res = patchlab.patch(model, PAIR, target=target, metric="logit_diff", engine="auto", direction=direction)
+        assert res.meta["engine_path"] == "fast-torch", res.meta["fallback_reason"]
+        assert not res.meta["fallback_reason"]
+        ref = tl_reference(model, [PAIR], target, direction=direction)
+        assert np.ptp(ref) > 1e-3
+        np.testing.assert_allclose(res.values, ref, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["gemma2", "gemma3"])
+def test_gemma_sliding_layers_mask_far_keys_on_the_fast_path(modern, arch):
+    # keys beyond the window only reach the output through the global layer: the per-layer
+    # window must match TransformerLens key by key
+    model = modern(arch)
+    pair = patchlab.PromptPair("a b c d e f g h i j", "b c d e f g h i j a", " a", " b")
+    res = patchlab.patch(model, pair, target="attn_head_k_by_pos", metric="logit_diff", engine="auto")
+    assert res.meta["engine_path"] == "fast-torch", res.meta["fallback_reason"]
+    assert res.values.shape[1] > tiny_models.WINDOW + 2
+    np.testing.assert_allclose(res.values, tl_reference(model, [pair], "attn_head_k_by_pos"), atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("arch", ["mistral", "qwen2"])

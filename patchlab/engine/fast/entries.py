@@ -13,6 +13,7 @@ import torch
 
 from patchlab.engine.fast.forward import (
     BaseRun,
+    add_attn,
     attend,
     attn_out,
     mlp,
@@ -33,15 +34,20 @@ def _grid(t: torch.Tensor, s: int, prow: torch.Tensor) -> torch.Tensor:
     return t[:, s:][prow]
 
 
-def _finish_sparse_attn(w: FastWeights, li: int, base: BaseRun, prow, pos: torch.Tensor, a: torch.Tensor):
-    """New attention output ``a [B, d]`` at one position per row; the rest is the base run."""
+def _finish_sparse_attn(w: FastWeights, li: int, base: BaseRun, prow, pos: torch.Tensor, a: torch.Tensor,
+                        normed: bool = False):
+    """New attention output ``a [B, d]`` at one position per row; the rest is the base run.
+
+    ``a`` is the output projection's (before a post-attention norm), or with ``normed`` the
+    ``attn_out`` hook's value (after it).
+    """
     s = int(pos.min())
     B = pos.shape[0]
     pre = base.pre[li][prow, pos]
     if w.parallel:
         post_vals = pre + a + base.mlp[li][prow, pos]
     else:
-        mid = pre + a
+        mid = pre + a if normed else add_attn(w.layers[li], pre, a)
         # the MLP is position-wise: in this layer only the patched position changes
         post_vals = mlp(w, w.layers[li], mid, mid)
     x = _grid(base.post[li], s, prow)
@@ -57,7 +63,7 @@ def _finish_dense_attn(w: FastWeights, li: int, base: BaseRun, prow, a: torch.Te
     :func:`~patchlab.engine.fast.forward.run_wave` to finish together with other layers' rows.
     """
     pre = rows(base.pre[li][:, s:], prow)
-    stage, x = ("post", pre + a + rows(base.mlp[li][:, s:], prow)) if w.parallel else ("mid", pre + a)
+    stage, x = ("post", pre + a + rows(base.mlp[li][:, s:], prow)) if w.parallel else ("mid", add_attn(w.layers[li], pre, a))
     return (stage, x) if entry else run_from(w, li, stage, x, s, base, starts, prow)
 
 
@@ -70,15 +76,17 @@ def _delta_attn(w: FastWeights, li: int, base: BaseRun, prow, heads: torch.Tenso
     B, T, r, dh = z_new.shape
     dz = z_new - base.z[li][prow.unsqueeze(1), :, heads].transpose(1, 2)  # [B, T, r, dh]
     W = w.layers[li].W_O[heads].reshape(B, r * dh, -1)
-    return torch.baddbmm(rows(base.attn[li], prow), dz.reshape(B, T, r * dh), W)
+    attn = base.attn if base.attn_raw is None else base.attn_raw  # before a post-attention norm
+    return torch.baddbmm(rows(attn[li], prow), dz.reshape(B, T, r * dh), W)
 
 
-def _rot_at(w: FastWeights, base: BaseRun, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Rotate vectors ``x [B, ..., dh]`` each at its own position ``pos [B]``."""
-    if base.cos is None:
+def _rot_at(w: FastWeights, base: BaseRun, x: torch.Tensor, pos: torch.Tensor, li: int) -> torch.Tensor:
+    """Rotate layer ``li``'s vectors ``x [B, ..., dh]`` each at its own position ``pos [B]``."""
+    cos, sin = base.tables(w.layers[li])
+    if cos is None:
         return x
     shape = (pos.shape[0],) + (1,) * (x.dim() - 2) + (-1,)
-    return rope(x, base.cos[pos].view(shape), base.sin[pos].view(shape), w.rotary_dim)
+    return rope(x, cos[pos].view(shape), sin[pos].view(shape), w.rotary_dim)
 
 
 def resid(w, li, base, prow, src, cells, act):
@@ -94,10 +102,10 @@ def resid(w, li, base, prow, src, cells, act):
     if act == "mlp_out":
         before = base.pre[li][prow, pos] + base.attn[li][prow, pos] if w.parallel else base.mid[li][prow, pos]
         x = _grid(base.post[li], s, prow)
-        x[r, pos - s] = before + src[prow, pos]
+        x[r, pos - s] = before + src[prow, pos]  # the hook's value is after any post-MLP norm
         return run_from(w, li, "post", x, s, base, pos, prow)
     if act == "attn_out":
-        return _finish_sparse_attn(w, li, base, prow, pos, src[prow, pos])
+        return _finish_sparse_attn(w, li, base, prow, pos, src[prow, pos], normed=True)
     stage = {"resid_pre": "pre", "resid_post": "post"}[act]
     x = _grid(base.pre[li] if stage == "pre" else base.post[li], s, prow)
     x[r, pos - s] = src[prow, pos]
@@ -120,8 +128,8 @@ def head_q(w, li, base, prow, src, cells):
     pos, h = cells[:, 0], cells[:, 1]
     q = base.q[li][prow, :, pos]  # [B, H, dh]
     q[r, h] = src[prow, pos, h]
-    qr = _rot_at(w, base, qk_normed(w.layers[li], q, "q"), pos).unsqueeze(2)  # [B, H, 1, dh]
-    z, _ = attend(w, qr, k, v, pos.view(-1, 1))
+    qr = _rot_at(w, base, qk_normed(w.layers[li], q, "q"), pos, li).unsqueeze(2)  # [B, H, 1, dh]
+    z, _ = attend(w, qr, k, v, pos.view(-1, 1), li)
     return _finish_sparse_attn(w, li, base, prow, pos, attn_out(w, w.layers[li], z)[:, 0])
 
 
@@ -135,12 +143,12 @@ def head_kv(w, li, base, prow, src, cells, which):
     new = src[prow, pos, g]  # [B, dh]
     if which == "k":
         k = k.clone()
-        k[r, g, pos] = _rot_at(w, base, qk_normed(w.layers[li], new, "k"), pos)
+        k[r, g, pos] = _rot_at(w, base, qk_normed(w.layers[li], new, "k"), pos, li)
     else:
         v = v.clone()
         v[r, g, pos] = new
     q = rows(base.q_rot[li][:, :, s:], prow)
-    z, _ = attend(w, q, k, v, torch.arange(s, T, device=q.device))
+    z, _ = attend(w, q, k, v, torch.arange(s, T, device=q.device), li)
     return _finish_dense_attn(w, li, base, prow, attn_out(w, w.layers[li], z), s, pos)
 
 
@@ -171,17 +179,17 @@ def changed_heads(w: FastWeights, li: int, base: BaseRun, prow, src: torch.Tenso
     if act == "pattern":  # src [P, H, dest, src]
         return c.unsqueeze(1), torch.bmm(src[prow, c], base.v[li][prow, c // rep]).unsqueeze(2)
     if act == "q":
-        qr = rope(qk_normed(w.layers[li], src[prow, :, c].unsqueeze(1), "q"), base.cos, base.sin, w.rotary_dim)  # [B, 1, T, dh]
+        qr = rope(qk_normed(w.layers[li], src[prow, :, c].unsqueeze(1), "q"), *base.tables(w.layers[li]), w.rotary_dim)  # [B, 1, T, dh]
         kv = c // rep
-        z, _ = attend(w, qr, base.k_rot[li][prow, kv].unsqueeze(1), base.v[li][prow, kv].unsqueeze(1), qpos)
+        z, _ = attend(w, qr, base.k_rot[li][prow, kv].unsqueeze(1), base.v[li][prow, kv].unsqueeze(1), qpos, li)
         return c.unsqueeze(1), z
     new = src[prow, :, c]  # key/value head c's new k or v, [B, T, dh]
     if act == "k":
-        k, v = rope(qk_normed(w.layers[li], new, "k"), base.cos, base.sin, w.rotary_dim), base.v[li][prow, c]
+        k, v = rope(qk_normed(w.layers[li], new, "k"), *base.tables(w.layers[li]), w.rotary_dim), base.v[li][prow, c]
     else:
         k, v = base.k_rot[li][prow, c], new
     heads = c.unsqueeze(1) * rep + torch.arange(rep, device=c.device)  # [B, rep]
-    z, _ = attend(w, base.q_rot[li][prow.unsqueeze(1), heads], k.unsqueeze(1), v.unsqueeze(1), qpos)
+    z, _ = attend(w, base.q_rot[li][prow.unsqueeze(1), heads], k.unsqueeze(1), v.unsqueeze(1), qpos, li)
     return heads, z
 
 

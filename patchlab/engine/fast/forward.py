@@ -65,6 +65,17 @@ class BaseRun:
     cos: torch.Tensor | None  # [T, rotary_dim]
     sin: torch.Tensor | None
     last_logits: torch.Tensor  # [P, vocab]
+    # Gemma 3: (cos, sin) per rotary layer type; layers with a rope_type read theirs (see tables())
+    rope_tables: dict | None = None
+    # Gemma: attention output before the post-attention norm (``attn`` holds the hook's value,
+    # after it); the head-delta entries add changed heads' W_O terms to this one
+    attn_raw: list[torch.Tensor] | None = None
+
+    def tables(self, layer: Layer) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The rotary ``(cos, sin)`` tables ``[T, rotary_dim]`` that ``layer`` uses."""
+        if layer.rope_type is not None and self.rope_tables is not None:
+            return self.rope_tables[layer.rope_type]
+        return self.cos, self.sin
 
     @property
     def n_pos(self) -> int:
@@ -78,6 +89,7 @@ class BaseRun:
     def nbytes(self) -> int:
         lists = (self.pre, self.mid, self.post, self.attn, self.mlp, self.q, self.k, self.v, self.q_rot,
                  self.k_rot, self.z, self.pattern)
+        lists += (self.attn_raw or [],)
         return sum(t.numel() * t.element_size() for lst in lists for t in lst)
 
 
@@ -106,8 +118,9 @@ def qkv(w: FastWeights, layer: Layer, x: torch.Tensor):
     return tuple(t.view(B, n, -1, w.d_head).transpose(1, 2) for t in (q, k, v))
 
 
-def attend(w: FastWeights, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qpos: torch.Tensor):
-    """Causal attention of queries at absolute positions ``qpos`` on keys ``0 .. Tk-1``.
+def attend(w: FastWeights, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qpos: torch.Tensor,
+           li: int | None = None):
+    """Causal attention of layer ``li``'s queries at absolute positions ``qpos`` on keys ``0 .. Tk-1``.
 
     ``q [B,H,n,dh]`` (rotated), ``k, v [B or 1, Hkv, Tk, dh]``, ``qpos [n]`` or ``[B, n]``.
     Returns ``z [B,n,H,dh]`` and ``pattern [B,H,n,Tk]``.
@@ -118,15 +131,24 @@ def attend(w: FastWeights, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qp
     # grouped-query attention without materialising repeated keys: fold the group into queries
     qg = q.reshape(B, Hkv, rep * n, dh)
     scores = torch.matmul(qg, k.transpose(-1, -2)).view(B, H, n, Tk) * w.scale
+    if w.attn_softcap is not None:  # Gemma 2, before the mask as in HF
+        scores = torch.tanh(scores / w.attn_softcap) * w.attn_softcap
     keys = torch.arange(Tk, device=q.device)
     qp = qpos.view(1, 1, n, 1) if qpos.dim() == 1 else qpos.view(B, 1, n, 1)
     scores = scores.masked_fill(keys.view(1, 1, 1, Tk) > qp, float("-inf"))
-    if w.window is not None:  # sliding window (Mistral): only the last `window` keys, self included
-        scores = scores.masked_fill(keys.view(1, 1, 1, Tk) <= qp - w.window, float("-inf"))
+    # per-layer windows need ``li`` (callers without it run on models where extra_features() is None)
+    window = (w.layers[li].window if li is not None else None) or w.window
+    if window is not None:  # sliding window (Mistral, Gemma's local layers): the last `window` keys, self included
+        scores = scores.masked_fill(keys.view(1, 1, 1, Tk) <= qp - window, float("-inf"))
     # softmax in float32 and back, as HF's attention does in half precision
     pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     z = torch.matmul(pattern.view(B, Hkv, rep * n, Tk), v).view(B, H, n, dh)
     return z.transpose(1, 2), pattern
+
+
+def add_attn(layer: Layer, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Residual ``x`` plus attention output ``a`` (through the post-attention norm, Gemma)."""
+    return x + (a if layer.post_attn is None else layer.post_attn(a))
 
 
 def attn_out(w: FastWeights, layer: Layer, z: torch.Tensor) -> torch.Tensor:
@@ -153,6 +175,10 @@ def mlp(w: FastWeights, layer: Layer, x: torch.Tensor, residual: torch.Tensor | 
         hidden = w.act(pre)
     if layer.ln_mlp is not None:
         hidden = layer.ln_mlp(hidden)
+    if layer.post_mlp is not None:  # Gemma: the MLP output is normalised before it joins the residual
+        out = hidden @ layer.W_out if layer.b_out is None else torch.addmm(layer.b_out, hidden, layer.W_out)
+        out = out.view(shape)
+        return out if residual is None else residual + layer.post_mlp(out)
     if residual is None:
         out = hidden @ layer.W_out if layer.b_out is None else torch.addmm(layer.b_out, hidden, layer.W_out)
     else:
@@ -165,14 +191,18 @@ def mlp(w: FastWeights, layer: Layer, x: torch.Tensor, residual: torch.Tensor | 
 
 def unembed(w: FastWeights, x: torch.Tensor) -> torch.Tensor:
     """Logits ``[B, vocab]`` from last-position residuals ``x [B, d]``."""
-    return torch.addmm(w.b_U, w.ln_final(x), w.W_U)
+    logits = torch.addmm(w.b_U, w.ln_final(x), w.W_U)
+    if w.logit_softcap is not None:
+        logits = torch.tanh(logits / w.logit_softcap) * w.logit_softcap
+    return logits
 
 
-def rotary_tables(w: FastWeights, n_pos: int, like: torch.Tensor):
+def rotary_tables(w: FastWeights, n_pos: int, like: torch.Tensor, rope_type: str | None = None):
     if w.rotary is None:
         return None, None
     pos_ids = torch.arange(n_pos, device=like.device).unsqueeze(0)
-    cos, sin = w.rotary(like[:, :n_pos], pos_ids)
+    extra = () if rope_type is None else (rope_type,)
+    cos, sin = w.rotary(like[:, :n_pos], pos_ids, *extra)
     return cos[0, :, : w.rotary_dim].to(like.dtype), sin[0, :, : w.rotary_dim].to(like.dtype)
 
 
@@ -183,40 +213,54 @@ def base_run(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
     r = base_runs(w, tokens)
     lists = {k: [t[0] for t in getattr(r, k)] for k in (
         "pre", "mid", "post", "attn", "mlp", "q", "k", "v", "q_rot", "k_rot", "z", "pattern")}
-    return BaseRun(**lists, cos=r.cos, sin=r.sin, last_logits=r.last_logits[0])
+    raw = None if r.attn_raw is None else [t[0] for t in r.attn_raw]
+    return BaseRun(**lists, cos=r.cos, sin=r.sin, last_logits=r.last_logits[0], rope_tables=r.rope_tables,
+                   attn_raw=raw)
 
 
 def base_runs(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
     """Unpatched forward passes of ``tokens [P, T]`` keeping every intermediate."""
     T = int(tokens.shape[-1])
     x = w.W_E[tokens]
+    if w.embed_scale is not None:  # HF casts the scale to the model's dtype first
+        x = x * torch.tensor(w.embed_scale, dtype=x.dtype)
     if w.W_pos is not None:
         x = x + w.W_pos[:T]
-    cos, sin = rotary_tables(w, T, x)
+    types = sorted({ly.rope_type for ly in w.layers if ly.rope_type is not None})
+    rope_tables = {t: rotary_tables(w, T, x, t) for t in types} or None
+    cos, sin = rope_tables[types[0]] if rope_tables else rotary_tables(w, T, x)
     qpos = torch.arange(T, device=x.device)
     keep: dict[str, list[torch.Tensor]] = {k: [] for k in (
         "pre", "mid", "post", "attn", "mlp", "q", "k", "v", "q_rot", "k_rot", "z", "pattern")}
-    for layer in w.layers:
+    raw: list[torch.Tensor] = []
+    for li, layer in enumerate(w.layers):
         checkpoint()
         keep["pre"].append(x)
         q, k, v = qkv(w, layer, x)
-        qr = rope(qk_normed(layer, q, "q"), cos, sin, w.rotary_dim)
-        kr = rope(qk_normed(layer, k, "k"), cos, sin, w.rotary_dim)
-        z, pattern = attend(w, qr, kr, v, qpos)
+        lcos, lsin = rope_tables[layer.rope_type] if layer.rope_type is not None and rope_tables else (cos, sin)
+        qr = rope(qk_normed(layer, q, "q"), lcos, lsin, w.rotary_dim)
+        kr = rope(qk_normed(layer, k, "k"), lcos, lsin, w.rotary_dim)
+        z, pattern = attend(w, qr, kr, v, qpos, li)
         a = attn_out(w, layer, z)
         if w.parallel:
             m = mlp(w, layer, x)
             mid = x + a
             x = x + a + m
         else:
+            if layer.post_attn is not None:  # the hooks see the attention and MLP outputs after their norms
+                raw.append(a)
+                a = layer.post_attn(a)
             mid = x + a
             m = mlp(w, layer, mid)
+            if layer.post_mlp is not None:
+                m = layer.post_mlp(m)
             x = mid + m
         for name, val in (("mid", mid), ("post", x), ("attn", a), ("mlp", m), ("q", q), ("k", k),
                           ("v", v), ("q_rot", qr), ("k_rot", kr), ("z", z), ("pattern", pattern)):
             keep[name].append(val)
     logits = unembed(w, x[:, -1])
-    return BaseRun(**keep, cos=cos, sin=sin, last_logits=logits)
+    return BaseRun(**keep, cos=cos, sin=sin, last_logits=logits, rope_tables=rope_tables,
+                   attn_raw=raw if raw else None)
 
 
 def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
@@ -250,8 +294,9 @@ def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
     grid = torch.arange(s, s + n, device=x.device).expand(B, n)
     pos_f = grid.reshape(-1) if valid is None else grid[valid]
     cos_f = sin_f = None
-    if base.cos is not None:
-        cos_f, sin_f = base.cos[pos_f].unsqueeze(1), base.sin[pos_f].unsqueeze(1)
+    bcos, bsin = base.tables(layer)
+    if bcos is not None:
+        cos_f, sin_f = bcos[pos_f].unsqueeze(1), bsin[pos_f].unsqueeze(1)
     kf = rope(qk_normed(layer, kf, "k"), cos_f, sin_f, w.rotary_dim)
     qf = qk_normed(layer, qf, "q")
     if valid is None:
@@ -268,12 +313,12 @@ def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
     if last_only:
         q = rope(qf, cos_f[last] if cos_f is not None else None,
                  sin_f[last] if sin_f is not None else None, w.rotary_dim).unsqueeze(2)
-        z, _ = attend(w, q, k, v, grid[0, -1:])
+        z, _ = attend(w, q, k, v, grid[0, -1:], li)
         xl = x[:, -1]
         a = torch.addmm(layer.b_O, z.reshape(B, -1), layer.W_O_flat)
         if w.parallel:
             return mlp(w, layer, xl, xl + a).unsqueeze(1)
-        mid = xl + a
+        mid = add_attn(layer, xl, a)
         return mlp(w, layer, mid, mid).unsqueeze(1)
     qf = rope(qf, cos_f, sin_f, w.rotary_dim)
     if valid is None:
@@ -281,13 +326,13 @@ def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
     else:
         q = x.new_zeros(B, n, H, dh)
         q[valid] = qf
-    z, _ = attend(w, q.transpose(1, 2), k, v, grid[0])
+    z, _ = attend(w, q.transpose(1, 2), k, v, grid[0], li)
     zv = z.reshape(B * n, H * dh) if valid is None else z[valid].reshape(-1, H * dh)
     a = torch.addmm(layer.b_O, zv, layer.W_O_flat)
     if w.parallel:
         new = mlp(w, layer, xv, xv + a)
     else:
-        mid = xv + a
+        mid = add_attn(layer, xv, a)
         new = mlp(w, layer, mid, mid)
     if valid is None:
         return new.view(B, n, d)

@@ -9,6 +9,7 @@ The bridge's model-level accessors (``bridge.W_Q``) are not used: they ``torch.s
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,11 +49,15 @@ class Norm:
     bias: torch.Tensor | None
     eps: float
     rms: bool
+    offset: bool = False  # Gemma: scales by (1 + weight), in float32 before the cast back
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.rms:
-            # HF RMSNorm normalises in float32, casts back, then scales (matters in half precision)
             xf = x.float()
+            if self.offset:
+                y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+                return (y if self.weight is None else y * (1.0 + self.weight.float())).to(x.dtype)
+            # HF RMSNorm normalises in float32, casts back, then scales (matters in half precision)
             y = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
             return y if self.weight is None else self.weight * y
         # HF LayerNorm runs in the input dtype (torch accumulates in float32 inside)
@@ -85,6 +90,11 @@ class Layer:
     # Qwen3: RMSNorm of each head's query and key (over d_head), after the projection, before rotary
     q_norm: Norm | None = None
     k_norm: Norm | None = None
+    # Gemma 2/3: RMSNorms of the attention and MLP outputs before they join the residual
+    post_attn: Norm | None = None
+    post_mlp: Norm | None = None
+    window: int | None = None  # this layer's sliding window (Gemma: sliding and global layers alternate)
+    rope_type: str | None = None  # Gemma 3: which of the rotary module's per-layer-type tables it uses
 
     def project_qkv(self, xn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flat q ``[N, H dh]``, k and v ``[N, Hkv dh]`` of normalised residuals ``xn [N, d]``.
@@ -118,6 +128,9 @@ class FastWeights:
     rotary: Any  # HF rotary module (called with (x, position_ids)) or None
     rotary_dim: int
     window: int | None = None  # sliding-window attention: keys within this many positions
+    embed_scale: float | None = None  # Gemma: embeddings times sqrt(d_model), in the model's dtype
+    attn_softcap: float | None = None  # Gemma 2: scores -> cap * tanh(scores / cap)
+    logit_softcap: float | None = None  # Gemma 2/3: the same on the final logits
     copied_bytes: int = 0  # tensors this object holds that are not views of the bridge's parameters
 
     @property
@@ -125,16 +138,30 @@ class FastWeights:
         return self.W_E.dtype
 
 
+def extra_features(w: FastWeights) -> str | None:
+    """Gemma features that only the patching fast path (forward.py, entries.py) implements.
+
+    Other users of :class:`FastWeights` (path patching, text ablation) refuse a model when
+    this names one, rather than compute without it.
+    """
+    if w.embed_scale is not None or w.attn_softcap is not None or w.logit_softcap is not None:
+        return "Gemma embedding scale / soft-capping"
+    if any(ly.post_attn is not None or ly.window is not None or ly.rope_type for ly in w.layers):
+        return "norms after attention and MLP or per-layer sliding windows (Gemma 2/3)"
+    return None
+
+
 class Unsupported(Exception):
     """The fast path does not implement this model; the message says why."""
 
 
-def hf_features(model: Any) -> int | None:
+def hf_features(model: Any) -> int | list[int | None] | None:
     """Check Hugging Face architecture features the bridge's config does not flag (issue 13).
 
-    Returns the sliding-window length when every layer uses the same window (Mistral), which
-    :func:`~patchlab.engine.fast.forward.attend` implements, else ``None``; raises
-    :class:`Unsupported` for features this path does not implement.
+    Returns the sliding-window length when every layer uses the same window (Mistral), a list
+    of per-layer windows (None: global attention) when sliding and global layers alternate
+    (Gemma 2/3), else ``None``; raises :class:`Unsupported` for features this path does not
+    implement.
     """
     devices = {str(p.device) for p in model.parameters()}
     if len(devices) > 1:
@@ -142,8 +169,9 @@ def hf_features(model: Any) -> int | None:
         raise Unsupported(f"the model is split over several devices ({', '.join(sorted(devices))})")
     hf = getattr(getattr(model, "original_model", None), "config", None)
     blk = model.blocks[0]
-    if hasattr(blk, "ln1_post") or hasattr(blk, "ln2_post"):
-        raise Unsupported("norms after attention and MLP (Gemma 2/3, OLMo 2 style)")
+    if (hasattr(blk, "ln1_post") or hasattr(blk, "ln2_post")) and not all(
+            hasattr(blk, n) for n in ("ln1", "ln2", "ln1_post", "ln2_post")):
+        raise Unsupported("norms after attention and MLP without norms before them (OLMo 2 style)")
     if not hasattr(blk, "ln2") and not getattr(model.cfg, "attn_only", False):
         raise Unsupported("attention and MLP share one LayerNorm (GPT-J style)")
     if hf is None:
@@ -155,7 +183,7 @@ def hf_features(model: Any) -> int | None:
     if not window or (getattr(hf, "use_sliding_window", True) is False):
         return None
     if types and len(set(types)) > 1:
-        raise Unsupported("layers alternate between sliding-window and full attention")
+        return [int(window) if "sliding" in t else None for t in types]
     if types and types[0] == "full_attention":
         return None
     return int(window)
@@ -201,13 +229,15 @@ def _norm(module: Any, rms: bool) -> Norm:
     eps = getattr(inner, "eps", None) or getattr(inner, "variance_epsilon", None)
     if eps is None:
         raise Unsupported(f"cannot read the epsilon of norm {type(inner).__name__}")
-    if getattr(module, "config", None) is not None and getattr(module.config, "rmsnorm_uses_offset", False):
-        raise Unsupported("RMSNorm with a (1 + weight) offset")
+    offset = getattr(module, "config", None) is not None and getattr(module.config, "rmsnorm_uses_offset", False)
+    if offset and not rms:
+        raise Unsupported("LayerNorm with a (1 + weight) offset")
     return Norm(
         None if weight is None else weight.detach(),
         None if (bias is None or rms) else bias.detach(),
         float(eps[0] if isinstance(eps, tuple) else eps),
         rms,
+        bool(offset),
     )
 
 
@@ -256,9 +286,7 @@ def extract(model: Any) -> FastWeights:
             raise Unsupported(f"config flag {flag} is set")
     if getattr(cfg, "attention_dir", "causal") != "causal":
         raise Unsupported("attention is not causal")
-    for cap in ("attn_scores_soft_cap", "output_logits_soft_cap"):
-        if (getattr(cfg, cap, -1.0) or -1.0) > 0:
-            raise Unsupported(f"{cap} is set")
+    caps = {cap: float(getattr(cfg, cap, -1.0) or -1.0) for cap in ("attn_scores_soft_cap", "output_logits_soft_cap")}
     if getattr(cfg, "window_size", None) or getattr(cfg, "attn_types", None):
         raise Unsupported("local/sliding-window attention")
     pos_type = getattr(cfg, "positional_embedding_type", "standard")
@@ -271,15 +299,30 @@ def extract(model: Any) -> FastWeights:
     if act_name not in _ACTS:
         raise Unsupported(f"activation {act_name!r}")
     rms = norm_type.startswith("RMS")
+    hf = getattr(getattr(model, "original_model", None), "config", None)
+    if isinstance(window, list) and len(window) != int(cfg.n_layers):
+        raise Unsupported("per-layer attention types do not match the layer count")
+    if hasattr(model.blocks[0], "ln1_post") and getattr(cfg, "parallel_attn_mlp", False):
+        raise Unsupported("post-norms with parallel attention and MLP")
     L, H, dh = int(cfg.n_layers), int(cfg.n_heads), int(cfg.d_head)
     attn_only = bool(getattr(cfg, "attn_only", False))
     gated = bool(getattr(cfg, "gated_mlp", False))
     copies = _Copies(model)
     layers = [_layer(model.blocks[i], i, H, dh, rms, attn_only, gated, act_name, copies) for i in range(L)]
+    if isinstance(window, list):
+        for layer, win in zip(layers, window):
+            layer.window = win
     n_kv = int(layers[0].W_K.shape[0])
     rotary, rotary_dim = None, 0
     if pos_type == "rotary":
         rotary = _rotary(model)
+        if "layer_type" in inspect.signature(rotary.forward).parameters:
+            # Gemma 3: local (sliding) and global layers use rotary tables of different bases
+            types = list(getattr(hf, "layer_types", None) or [])
+            if len(types) != L:
+                raise Unsupported("per-layer rotary tables without per-layer attention types")
+            for layer, t in zip(layers, types):
+                layer.rope_type = t
         rotary_dim = int(getattr(cfg, "rotary_dim", None) or 0)
         if not rotary_dim:
             factor = (getattr(cfg, "rope_parameters", None) or {}).get("partial_rotary_factor", 1.0)
@@ -296,6 +339,13 @@ def extract(model: Any) -> FastWeights:
     scale = 1.0 / (attn_scale if attn_scale > 0 else dh**0.5)
     if not getattr(cfg, "use_attn_scale", True):
         scale = 1.0
+    qpas = getattr(hf, "query_pre_attn_scalar", None) if hf is not None else None
+    if qpas:  # Gemma scales scores by query_pre_attn_scalar ** -0.5, not d_head ** -0.5
+        scale = float(qpas) ** -0.5
+    embed_scale = None
+    if hf is not None and getattr(hf, "model_type", "").startswith("gemma"):
+        # Gemma multiplies the embeddings by sqrt(d_model) at run time (not folded into W_E)
+        embed_scale = float(hf.hidden_size) ** 0.5
     return FastWeights(
         layers=layers,
         ln_final=_norm(model.ln_final, rms),
@@ -312,7 +362,10 @@ def extract(model: Any) -> FastWeights:
         attn_only=attn_only,
         rotary=rotary,
         rotary_dim=rotary_dim,
-        window=window,
+        window=window if not isinstance(window, list) else None,
+        embed_scale=embed_scale,
+        attn_softcap=caps["attn_scores_soft_cap"] if caps["attn_scores_soft_cap"] > 0 else None,
+        logit_softcap=caps["output_logits_soft_cap"] if caps["output_logits_soft_cap"] > 0 else None,
         copied_bytes=copies.bytes,
     )
 
@@ -352,4 +405,6 @@ def _layer(blk: Any, i: int, H: int, dh: int, rms: bool, attn_only: bool, gated:
     if act_name == "solu_ln" and not attn_only:
         layer.ln_mlp = _mlp_norm(blk.mlp)
     layer.q_norm, layer.k_norm = _qk_norms(blk, dh)
+    if hasattr(blk, "ln1_post"):
+        layer.post_attn, layer.post_mlp = _norm(blk.ln1_post, rms), _norm(blk.ln2_post, rms)
     return layer

@@ -31,10 +31,14 @@ class CleanRun:
 def weights(model: Any):
     """The fast path's weights for ``model`` or None (with the reason) when it does not apply."""
     from patchlab.engine.fast.backend import weights_for
-    from patchlab.engine.fast.weights import Unsupported
+    from patchlab.engine.fast.weights import Unsupported, extra_features
 
     try:
-        return weights_for(model), ""
+        w = weights_for(model)
+        extra = extra_features(w)  # this module's forward pass does not implement them
+        if extra:
+            raise Unsupported(extra)
+        return w, ""
     except Unsupported as exc:
         return None, str(exc)
 
