@@ -1,5 +1,6 @@
 """GUI test fixtures: a main window on a temp QSettings file and autosave path, thread checks."""
 
+import gc
 import threading
 
 import pytest
@@ -22,6 +23,21 @@ def gui_model_name(tiny_dir):
     if embedded.is_embedded(embedded.DEFAULT_MODEL):
         return embedded.DEFAULT_MODEL
     return str(tiny_dir / "gpt2")
+
+
+@pytest.fixture(autouse=True)
+def _free_qt_objects_on_the_gui_thread():
+    """Free a test's Qt objects here, after pytest-qt has closed its widgets (autouse: torn down last).
+
+    Qt wrappers caught in reference cycles are otherwise freed by whichever thread next runs the
+    cyclic garbage collector; when that was a later test's worker thread, the run segfaulted.
+    """
+    yield
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    if QCoreApplication.instance() is not None:
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
 
 
 def _python_threads():
