@@ -9,15 +9,16 @@ per pair, so a second target on the same pairs costs no forward pass.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from patchlab.core.errors import InputError, TargetUnavailableError
-from patchlab.core.metrics import RAW, base_metric, check_direction, check_metric
+from patchlab.core.errors import TargetUnavailableError
+from patchlab.core.metrics import RAW, base_metric
 from patchlab.core.pairs import PromptPair
-from patchlab.core.targets import Target, get_target
+from patchlab.core.targets import Target
 from patchlab.engine.attribution_pass import PairEstimate, estimates
 from patchlab.engine.context import (
     StopFlag,
@@ -27,10 +28,12 @@ from patchlab.engine.context import (
     row_shape,
     source_and_base,
     unavailable_message,
+    validate,
 )
-from patchlab.engine.tokens import tokenize_pairs
 
 NAME = "attribution"
+# id(context) -> the pairs' estimates, for the context's life (see prepare)
+_PREPARED: dict[int, list[PairEstimate]] = {}
 
 #: What every attribution result says about its values (``meta["estimate"]["note"]``).
 NOTE = ("First-order estimate (attribution patching): the change each patch would make, "
@@ -56,17 +59,20 @@ def check_available(model: Any, target: Target, est: PairEstimate) -> None:
         raise TargetUnavailableError(unavailable_message(model, target, hook))
 
 
-def target_contrib(est: PairEstimate, target: Target) -> np.ndarray:
-    """One pair's estimated change for every cell of ``target``: ``[layer, *row_shape]``."""
-    c = est.contrib[target.act]
+def target_contrib(est: PairEstimate, target: Target, layer: int) -> np.ndarray:
+    """One pair's estimated change for every cell of ``target`` at ``layer``: ``row_shape``.
+
+    Per layer: a whole ``[layer, pos, neuron]`` map in float64 is tens of MB on GPT-2 small.
+    """
+    c = est.contrib[target.act][layer]
     inner = target.axes[1:]
-    if target.act == "pattern":  # [layer, head, dest]
-        return c.sum(axis=2) if inner == ("head",) else c
-    if target.act == "post":  # [layer, pos, neuron]
-        return c.sum(axis=1, dtype=np.float64) if inner == ("neuron",) else c.astype(np.float64)
-    if c.ndim == 2:  # [layer, pos]
+    if target.act == "pattern":  # [head, dest]
+        return c.sum(axis=1) if inner == ("head",) else c
+    if target.act == "post":  # [pos, neuron]
+        return c.sum(axis=0, dtype=np.float64) if inner == ("neuron",) else c.astype(np.float64)
+    if c.ndim == 1:  # [pos]
         return c
-    return c.sum(axis=1) if inner == ("head",) else c  # [layer, pos, head]
+    return c.sum(axis=0) if inner == ("head",) else c  # [pos, head]
 
 
 def prepare(
@@ -83,17 +89,8 @@ def prepare(
 
     The returned context carries no activation caches: it serves ``method="attribution"`` only.
     """
-    tgt = get_target(target)
-    check_metric(metric)
-    check_direction(direction)
-    tps = tokenize_pairs(model, pairs)
+    tgt, tps = validate(model, pairs, target, metric, direction)
     n_pos = tps[0].n_pos
-    if "pos" in tgt.axes and any(tp.n_pos != n_pos for tp in tps):
-        lengths = ", ".join(f"pair {i + 1}: {tp.n_pos}" for i, tp in enumerate(tps))
-        raise InputError(
-            f"The target {tgt.name!r} has a position axis, so every pair must have the same "
-            f"number of tokens ({lengths}). Use pairs from one template, or a target over all positions."
-        )
     n_layers = int(model.cfg.n_layers)
     hook_dict = model.hook_dict  # rebuilt by the bridge on every access
     missing = [n for n in (hook_name(tgt, layer) for layer in range(n_layers)) if n not in hook_dict]
@@ -107,11 +104,24 @@ def prepare(
         s = np.array([e.source_raw[q] for e in ests])
         b = np.array([e.base_raw[q] for e in ests])
         raw["clean"][q], raw["corrupted"][q] = (s, b) if src == "clean" else (b, s)
-    return SweepContext(
+    ctx = SweepContext(
         model=model, pairs=tps, target=tgt, metric=metric, direction=direction, method="attribution",
         n_layers=n_layers, row_shape=row_shape(model, tgt, n_pos),
         clean_raw=raw["clean"], corrupted_raw=raw["corrupted"],
     )
+    # iter_rows reads these, not the cache: with many pairs it may have evicted the first ones
+    _PREPARED[id(ctx)] = ests
+    weakref.finalize(ctx, _PREPARED.pop, id(ctx), None)
+    return ctx
+
+
+def _estimates(ctx: SweepContext, stop: StopFlag, batch_size: int | None) -> list[PairEstimate]:
+    ests = _PREPARED.get(id(ctx))
+    if ests is None or len(ests) != len(ctx.pairs):  # a context from context.prepare
+        ests = estimates(ctx.model, ctx.pairs, ctx.direction, base_metric(ctx.metric), stop, batch_size)
+        _PREPARED[id(ctx)] = ests
+        weakref.finalize(ctx, _PREPARED.pop, id(ctx), None)
+    return ests
 
 
 def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -120,17 +130,25 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
     Only that quantity is estimated (one backward); the other raw quantities are NaN.
     """
     q = base_metric(ctx.metric)
-    ests = estimates(ctx.model, ctx.pairs, ctx.direction, q, stop, batch_size)
+    ests = _estimates(ctx, stop, batch_size)
     for est in ests:
         check_available(ctx.model, ctx.target, est)
-    # a zero change adds exactly 0.0: such cells keep the unpatched value bit for bit
-    est_q = np.stack([ctx.base_raw[q][p] + target_contrib(e, ctx.target) for p, e in enumerate(ests)])
     for layer in range(ctx.n_layers):
-        raw = {r: np.full((len(ctx.pairs), *ctx.row_shape), np.nan) for r in RAW}
-        raw[q] = est_q[:, layer].copy()
+        raw = {r: np.full((len(ctx.pairs), *ctx.row_shape), np.nan) for r in RAW if r != q}
+        # a zero change adds exactly 0.0: such cells keep the unpatched value bit for bit
+        raw[q] = np.stack([ctx.base_raw[q][p] + target_contrib(e, ctx.target, layer) for p, e in enumerate(ests)])
         yield layer, raw
 
 
 def result_meta(ctx: SweepContext) -> dict[str, Any]:
-    """What the result says about itself: a first-order estimate of one quantity."""
-    return {"estimate": {"kind": "first-order estimate", "quantity": base_metric(ctx.metric), "note": NOTE}}
+    """What the result says about itself: a first-order estimate of one quantity, and which
+    pass computed it (``"fast-torch"`` or ``"bridge-hooks"``, with the reason for the latter)."""
+    ests = _PREPARED.get(id(ctx)) or []
+    info = {"kind": "first-order estimate", "quantity": base_metric(ctx.metric), "note": NOTE,
+            "pass": ", ".join(sorted({e.engine for e in ests}))}
+    reasons = sorted({e.fallback for e in ests if e.fallback})
+    if not reasons:
+        return {"estimate": info}
+    # as the exact sweep says why its fast path did not run (CLI and status bar show it)
+    info["fallback_reason"] = "; ".join(reasons)
+    return {"estimate": info, "fallback_reason": "the plain-torch attribution pass did not run: " + info["fallback_reason"]}

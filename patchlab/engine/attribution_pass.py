@@ -1,11 +1,15 @@
 """The attribution pass: one forward and one backward per batch of equal-length pairs.
 
-For every pair the source and base prompts run as rows of one batch; a zero leaf added at each
-hook point of every target family exposes d quantity / d act of the base rows, and one backward
-of the chosen quantity (summed over the batch's pairs, whose rows are independent) fills them
-all. Each family's products ``(source act - base act) * grad`` are summed over the feature axis
-right away and kept per pair (a few kB), in a small cache keyed on the model's parameters, the
-pair, the quantity and the direction: switching targets afterwards runs nothing.
+For every pair the source and base prompts run once, and one backward of the chosen quantity
+(summed over the batch's pairs, whose rows are independent) gives d quantity / d act of the
+base rows at every hook point of every target family. Two implementations give the same
+numbers: :mod:`patchlab.engine.attribution_fast` (plain torch on the bridge's weights, used
+where its once-per-model-and-length check against the bridge passes) and
+:func:`bridge_capture` (the bridge's own forward, a zero leaf added at each hook point; the
+fallback, and the reference of that check). Each family's products ``(source act - base act)
+* grad`` are summed over the feature axis right away and kept per pair (a few kB), in a small
+cache keyed on the model's parameters, the pair, the quantity and the direction: switching
+targets afterwards runs nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from transformer_lens import utilities as tl_utils
 
 from patchlab.core.errors import Cancelled
 from patchlab.core.metrics import RAW
+from patchlab.engine import attribution_fast as fast
+from patchlab.engine.attribution_fast import quantity
 from patchlab.engine.context import StopFlag, source_and_base
 from patchlab.engine.memory import choose_batch
 from patchlab.engine.quantities import last_quantities
@@ -40,6 +46,10 @@ _cache: OrderedDict[tuple, PairEstimate] = OrderedDict()
 _lock = threading.Lock()
 #: Forward + backward passes run so far (tests read it to see a cache hit).
 PASSES = 0
+#: The plain-torch pass (``attribution_fast``) where it is checked for the model; False: always the bridge's.
+FAST = True
+BRIDGE = "bridge-hooks"
+FAST_OFF = "the plain-torch pass is switched off (attribution_pass.FAST)"
 
 
 @dataclass
@@ -61,6 +71,8 @@ class PairEstimate:
     contrib: dict[str, np.ndarray]
     unavailable: dict[str, tuple[str, str]]
     model_ref: Any = None
+    engine: str = ""  # which pass computed it: "fast-torch" or "bridge-hooks"
+    fallback: str = ""  # why the bridge's pass ran instead of the plain-torch one
 
     @property
     def nbytes(self) -> int:
@@ -99,15 +111,6 @@ def _cache_put(key: tuple, value: PairEstimate) -> None:
             total -= old.nbytes
 
 
-def quantity(last: torch.Tensor, answer: torch.Tensor, wrong: torch.Tensor, name: str) -> torch.Tensor:
-    """``name`` of each row of ``[n, vocab]`` last-position logits (differentiable)."""
-    rows = torch.arange(last.shape[0], device=last.device)
-    if name == "logit_diff":
-        return last[rows, answer] - last[rows, wrong]
-    logprob = torch.log_softmax(last.float(), dim=-1)[rows, answer]
-    return logprob if name == "answer_logprob" else logprob.exp()
-
-
 def _reduce_features(act: str, delta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """``[n, ...]`` products summed over the feature axis (d_model, d_head or source position).
 
@@ -141,29 +144,28 @@ def _bytes_per_pair(model: Any, n_pos: int) -> int:
     return 2 * int(cfg.n_layers) * per_layer * 4
 
 
-def _run_batch(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: str,
-               stop: StopFlag) -> list[PairEstimate]:
-    """One forward and one backward for pairs of one length; see the module docstring."""
-    global PASSES
+def bridge_capture(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: str, stop: StopFlag,
+                   families: Sequence[str] = FAMILIES):
+    """One forward and one backward through the bridge's hooks for pairs of one length.
+
+    Returns ``(last, deltas, grads, unavailable)``: ``last`` ``[2n, vocab]`` (source rows, then
+    base rows); ``deltas[act]`` / ``grads[act]`` per-layer lists of ``[n, ...]`` tensors in the
+    hook's layout (``source - base``, and d quantity / d act of the base rows); ``unavailable``
+    as in :class:`PairEstimate` (families in it have no deltas or grads).
+    """
     src_run, base_run = source_and_base(direction)
     n = len(tps)
     device = tps[0].clean.device
     tokens = torch.cat([tp.tokens(src_run) for tp in tps] + [tp.tokens(base_run) for tp in tps]).to(device)
     n_layers = int(model.cfg.n_layers)
-    names = {act: [tl_utils.get_act_name(act, layer) for layer in range(n_layers)] for act in FAMILIES}
-    unavailable: dict[str, tuple[str, str]] = {}
-    hooked: list[str] = []
-    hook_dict = model.hook_dict  # the bridge rebuilds this mapping on every access
-    for act, act_names in names.items():
-        missing = [nm for nm in act_names if nm not in hook_dict]
-        if missing:
-            unavailable[act] = ("missing", missing[0])
-        else:
-            hooked += act_names
+    names = {act: [tl_utils.get_act_name(act, layer) for layer in range(n_layers)] for act in families}
+    unavailable = missing_hooks(model, families)
+    hooked = [nm for act, act_names in names.items() if act not in unavailable for nm in act_names]
+    in_place = set(names.get("resid_mid", []))
     leaves: dict[str, torch.Tensor] = {}
     deltas: dict[str, torch.Tensor] = {}
 
-    def make_hook(name: str):
+    def make_hook(name: str, in_place: bool):
         def hook(act, hook):  # noqa: ARG001 - TransformerLens hook signature
             if stop():  # cancel lands within one hook point, inside the forward
                 raise Cancelled("Stopped.")
@@ -171,7 +173,10 @@ def _run_batch(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: 
             # a zero leaf exposes d quantity / d act without cutting the graph between layers
             leaf = torch.zeros_like(act, requires_grad=True)
             leaves[name] = leaf
-            return act + leaf
+            # in place where exact patching edits in place for the same reason: the bridge's
+            # hook_resid_mid is the MLP norm's input, and only an edit of that very tensor also
+            # reaches the residual stream the block adds the MLP output to
+            return act.add_(leaf) if in_place else act + leaf
 
         return hook
 
@@ -181,7 +186,7 @@ def _run_batch(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: 
         for p in params:
             p.requires_grad_(False)
         with torch.inference_mode(False), torch.enable_grad():
-            logits = model.run_with_hooks(tokens, fwd_hooks=[(nm, make_hook(nm)) for nm in hooked], **_logits_kwargs(model))
+            logits = model.run_with_hooks(tokens, fwd_hooks=[(nm, make_hook(nm, nm in in_place)) for nm in hooked], **_logits_kwargs(model))
             last = logits[:, -1]
             if stop():
                 raise Cancelled("Stopped.")
@@ -199,9 +204,9 @@ def _run_batch(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: 
     finally:
         for p in params:
             p.requires_grad_(True)
-    PASSES += 1
-    contrib: dict[str, torch.Tensor] = {}
-    for act in FAMILIES:
+    out_d: dict[str, list[torch.Tensor]] = {}
+    out_g: dict[str, list[torch.Tensor | None]] = {}
+    for act in families:
         if act in unavailable:
             continue
         act_names = names[act]
@@ -212,11 +217,39 @@ def _run_batch(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: 
         elif no_grad:
             unavailable[act] = ("no_gradient", no_grad[0])
         else:
-            contrib[act] = torch.stack([_reduce_features(act, deltas[nm], grads[nm][n:]) for nm in act_names], dim=1)
-    last_d = last.detach()
+            out_d[act] = [deltas[nm] for nm in act_names]
+            out_g[act] = [grads[nm][n:] for nm in act_names]
+    return last.detach(), out_d, out_g, unavailable
+
+
+def has_user_hooks(model: Any) -> bool:
+    """Hooks the caller left on the model (they change what the pass computes)."""
+    # TransformerLens's own records, and torch hooks registered on a hook point directly
+    return any(getattr(hp, "fwd_hooks", None) or getattr(hp, "bwd_hooks", None) or getattr(hp, "_forward_hooks", None)
+               for hp in model.hook_dict.values())
+
+
+def missing_hooks(model: Any, families: Sequence[str] = FAMILIES) -> dict[str, tuple[str, str]]:
+    """Families without a hook point at some layer: ``{act: ("missing", first missing hook)}``."""
+    hook_dict = model.hook_dict  # the bridge rebuilds this mapping on every access
+    out = {}
+    for act in families:
+        missing = [nm for nm in (tl_utils.get_act_name(act, layer) for layer in range(int(model.cfg.n_layers)))
+                   if nm not in hook_dict]
+        if missing:
+            out[act] = ("missing", missing[0])
+    return out
+
+
+def reduce(model: Any, tps: Sequence[TokenizedPair], last: torch.Tensor, deltas: dict, grads: dict,
+           unavailable: dict[str, tuple[str, str]], engine: str) -> list[PairEstimate]:
+    """Each pair's :class:`PairEstimate` from a capture (either pass's; see :func:`bridge_capture`)."""
+    n = len(tps)
+    contrib = {act: torch.stack([_reduce_features(act, d, g) for d, g in zip(deltas[act], grads[act])], dim=1)
+               for act in FAMILIES if act in deltas and act not in unavailable}
     out = []
     for i, tp in enumerate(tps):
-        raw = last_quantities(last_d[[i, n + i]], tp.answer_id, tp.wrong_id)
+        raw = last_quantities(last[[i, n + i]], tp.answer_id, tp.wrong_id)
         out.append(PairEstimate(
             source_raw={q: float(raw[q][0]) for q in RAW},
             base_raw={q: float(raw[q][1]) for q in RAW},
@@ -224,7 +257,31 @@ def _run_batch(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: 
                      for act, c in contrib.items()},
             unavailable=dict(unavailable),
             model_ref=weakref.ref(model),
+            engine=engine,
         ))
+    return out
+
+
+def _run_batch(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: str, stop: StopFlag,
+               mkey: tuple) -> list[PairEstimate]:
+    """One forward and one backward for pairs of one length: plain torch where it is checked
+    against the bridge for this model and length, else through the bridge's hooks."""
+    global PASSES
+    engine, reason = BRIDGE, FAST_OFF
+    if FAST and has_user_hooks(model):
+        reason = "hooks are attached to the model (only the bridge's pass runs them)"
+    elif FAST:
+        reason, unavailable = fast.check(model, mkey, tps[0], direction, qname, stop, bridge_capture, FAMILIES)
+        if reason is None:
+            families = [act for act in FAMILIES if act not in unavailable]
+            last, deltas, grads = fast.capture(model, tps, direction, qname, stop, families)
+            engine = fast.NAME
+    if engine == BRIDGE:
+        last, deltas, grads, unavailable = bridge_capture(model, tps, direction, qname, stop)
+    PASSES += 1
+    out = reduce(model, tps, last, deltas, grads, unavailable, engine)
+    for est in out:
+        est.fallback = reason or ""
     return out
 
 
@@ -234,13 +291,16 @@ def estimates(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: s
 
     Pairs not cached are grouped by length (rows of one batch must align position by
     position) and run in batches that fit the memory budget; ``stop`` is checked between
-    batches, inside every hook and before each backward.
+    batches, between blocks (plain-torch pass) or in every hook (bridge pass), and before
+    each backward.
     """
     if qname not in QUANTITIES:
         raise ValueError(f"attribution estimates one of {QUANTITIES}, not {qname!r}")
     mkey = model_key(model)
     keys = [(mkey, pair_key(tp), qname, direction) for tp in tps]
-    found: list[PairEstimate | None] = [_cache_get(k, model) for k in keys]
+    # the caller's hooks change the values and are not in the key: run without the cache
+    hooked = has_user_hooks(model)
+    found: list[PairEstimate | None] = [None if hooked else _cache_get(k, model) for k in keys]
     todo: dict[int, list[int]] = {}
     for i, hit in enumerate(found):
         if hit is None:
@@ -252,7 +312,8 @@ def estimates(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: s
             if stop():
                 raise Cancelled("Stopped.")
             chunk = idx[start:start + bs]
-            for i, est in zip(chunk, _run_batch(model, [tps[i] for i in chunk], direction, qname, stop)):
+            for i, est in zip(chunk, _run_batch(model, [tps[i] for i in chunk], direction, qname, stop, mkey)):
                 found[i] = est
-                _cache_put(keys[i], est)
+                if not hooked:
+                    _cache_put(keys[i], est)
     return [f for f in found if f is not None]

@@ -123,6 +123,27 @@ def unavailable_message(model: Any, target: Target, missing: str) -> str:
     return f"The target {target.name!r} is not available for {arch}: {why}. {alt}"
 
 
+def validate(
+    model: Any,
+    pairs: PromptPair | Sequence[PromptPair],
+    target: str,
+    metric: str,
+    direction: str,
+    method: str | None = None,
+) -> tuple[Target, list[TokenizedPair]]:
+    """What every ``prepare`` checks first: the target, metric, direction (and method), and
+    the pairs, tokenised, of one token length when the target has a position axis."""
+    tgt = get_target(target)
+    check_metric(metric)
+    check_direction(direction)
+    if method is not None:
+        check_method(method)
+    tps = tokenize_pairs(model, pairs)
+    if "pos" in tgt.axes:  # names the pairs per length and offers grouping
+        check_equal_lengths(tps, tgt.name)
+    return tgt, tps
+
+
 def prepare(
     model: Any,
     pairs: PromptPair | Sequence[PromptPair],
@@ -134,14 +155,8 @@ def prepare(
     cache_base: bool = False,
 ) -> SweepContext:
     """Validate inputs, run both prompts once, and cache the target's activations."""
-    tgt = get_target(target)
-    check_metric(metric)
-    check_direction(direction)
-    check_method(method)
-    tps = tokenize_pairs(model, pairs)
+    tgt, tps = validate(model, pairs, target, metric, direction, method)
     n_pos = tps[0].n_pos
-    if "pos" in tgt.axes:  # names the pairs per length and offers grouping
-        check_equal_lengths(tps, tgt.name)
     n_layers = int(model.cfg.n_layers)
     names = [hook_name(tgt, layer) for layer in range(n_layers)]
     raw: dict[str, dict[str, list]] = {w: {q: [] for q in RAW} for w in ("clean", "corrupted")}

@@ -81,7 +81,9 @@ def test_parameters_stay_out_of_the_graph_and_keep_their_flags(model, pair):
 
 
 @pytest.mark.parametrize("stop_at", [1, 2, 5, 20])
-def test_cancel_lands_inside_the_pass_and_leaves_the_model_clean(model, pair, stop_at):
+def test_cancel_lands_inside_the_pass_and_leaves_the_model_clean(model, pair, stop_at, monkeypatch):
+    # the bridge's hook pass (the plain-torch one: test_attribution_fast.py)
+    monkeypatch.setattr(attribution_pass, "FAST", False)
     attribution_pass.clear_cache()
     calls = []
 
@@ -98,7 +100,8 @@ def test_cancel_lands_inside_the_pass_and_leaves_the_model_clean(model, pair, st
     np.testing.assert_allclose(est.values, reference(model, pair, "attn_head_out_by_pos"), rtol=1e-5, atol=1e-5)
 
 
-def test_the_stop_flag_is_read_between_batches_in_every_hook_and_after_the_forward(model, pair):
+def test_the_stop_flag_is_read_between_batches_in_every_hook_and_after_the_forward(model, pair, monkeypatch):
+    monkeypatch.setattr(attribution_pass, "FAST", False)  # the bridge's hook pass
     attribution_pass.clear_cache()
     calls = []
     attribution.prepare(model, pair, target="resid_pre", stop=lambda: calls.append(1) and False)

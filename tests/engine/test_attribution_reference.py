@@ -4,7 +4,8 @@ The reference is computed here from TransformerLens alone: the source run's acti
 ``run_with_cache`` and the base run's activations and gradients from TL's
 ``cache_activation_and_gradient`` (forward + backward hooks), then
 ``base metric + sum((source act - base act) * grad)`` over each cell's elements. TL's own
-``attribution_patch`` checks the head and MLP families a second time.
+``attribution_patch`` checks the head and MLP families a second time. ``resid_mid`` is the
+residual stream itself, as exact patching edits it (see ``_mid_hook_is_a_branch``).
 """
 
 import numpy as np
@@ -49,6 +50,23 @@ def _cell_sums(target, prod):
     return p.sum(dim=(0, 2)) if t.axes == ("layer", "head") else p.sum(dim=2)  # [pos, head, d_head]
 
 
+def _mid_hook_is_a_branch(model, tokens) -> bool:
+    """Whether an edit returned by ``hook_resid_mid`` reaches only the MLP, not resid_post.
+
+    On Hugging Face bridges the hook is the MLP norm's input (``ln2.hook_in``): the block adds
+    the MLP output to its own, unedited copy of the residual. Patching the residual stream
+    (what exact patching does, editing that tensor in place) changes both, so d metric /
+    d resid_mid is the hook's gradient plus resid_post's.
+    """
+    name = "blocks.0.hook_resid_mid"
+    with torch.no_grad():
+        _, plain = model.run_with_cache(tokens, names_filter="blocks.0.hook_resid_post")
+        with model.hooks(fwd_hooks=[(name, lambda act, hook: act + 1.0)]):
+            _, edited = model.run_with_cache(tokens, names_filter="blocks.0.hook_resid_post")
+    shift = edited["blocks.0.hook_resid_post"] - plain["blocks.0.hook_resid_post"]
+    return bool((shift - 1.0).abs().max() > 0.5)
+
+
 def reference(model, pair, target, direction="denoise", qname="logit_diff"):
     """Estimated patched values of ``qname`` per cell, or None when a gradient is missing."""
     tp = tokenize_pair(model, pair)
@@ -58,13 +76,19 @@ def reference(model, pair, target, direction="denoise", qname="logit_diff"):
         _, src_cache = model.run_with_cache(tp.tokens(src), names_filter=lambda n: n in names)
     # an upstream hook point too: TL fills the most upstream point's gradient from a view that a
     # converted hook (hook_z, hook_q...) does not consume, which would leave layer 0 without one
+    branch = (TARGETS[target].act == "resid_mid" and names[0] in model.hook_dict
+              and _mid_hook_is_a_branch(model, tp.tokens(base)))
+    posts = [tl_utils.get_act_name("resid_post", layer) for layer in range(model.cfg.n_layers)] if branch else []
     grads = cache_activation_and_gradient(model, tp.tokens(base), _metric_fn(qname, tp.answer_id, tp.wrong_id),
-                                          names_filter=[*names, "blocks.0.hook_resid_pre"])
+                                          names_filter=[*names, *posts, "blocks.0.hook_resid_pre"])
     rows = []
-    for name in names:
+    for layer, name in enumerate(names):
         g = grads.gradients.get(name)
         if g is None:
             return None
+        if branch:
+            # resid_post = resid_mid + MLP branch: the residual's own path adds resid_post's gradient
+            g = g + grads.gradients[posts[layer]]
         rows.append(_cell_sums(target, (src_cache[name] - grads.activations[name]) * g))
     return float(grads.metric) + torch.stack(rows).numpy()
 
@@ -81,6 +105,8 @@ def _check_all_targets(model, pair, direction, qname, metric):
             continue
         ref = reference(model, pair, target, direction, qname)
         assert ref is not None, f"{target}: TL has no gradient but patchlab gave values"
+        # these references check the plain-torch pass (test_attribution_fast.py: its fallback)
+        assert est.meta["estimate"]["pass"] == "fast-torch", est.meta["estimate"].get("fallback_reason")
         np.testing.assert_allclose(est.values, ref, rtol=1e-5, atol=1e-5, err_msg=target)
         checked += 1
     return checked
