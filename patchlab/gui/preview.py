@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from patchlab.core.errors import Cancelled
+from patchlab.core.errors import Cancelled, InputError, TargetUnavailableError
 
 
 @dataclass
@@ -44,19 +44,23 @@ def preview_then_exact(model, pairs, *, target: str, metric: str, direction: str
     returned with ``meta["cancelled"] = True`` and ``meta["preview_only"] = True``.
     """
     from patchlab.engine import sweep  # module attribute: tests may wrap iter_patch
-    from patchlab.engine.context import as_stop, prepare
+    from patchlab.engine.context import as_stop
 
     stopped = as_stop(stop)
     spec = dict(target=target, metric=metric, direction=direction, stop=stop)
     estimate = None
     if preview:
-        # both prompts run once (with the caches attribution needs) for the two passes
-        spec["context"] = prepare(model, pairs, target=target, metric=metric, direction=direction,
-                                  method="exact", cache_base=True)
+        # the estimate first, from its own single pass: preparing the exact sweep's caches
+        # before it (both prompts through the bridge) doubled the time to the first row
         t0 = time.perf_counter()
         try:
             estimate = yield from sweep.iter_patch(model, pairs, method="attribution", **spec)
         except Cancelled:
+            estimate = None
+        except InputError as exc:
+            if not isinstance(exc, TargetUnavailableError):
+                raise  # bad pairs or settings: the exact sweep would refuse them too, say so at once
+            yield PreviewFailed(f"{type(exc).__name__}: {exc}")
             estimate = None
         except Exception as exc:  # any model the estimate cannot handle: skip the preview
             yield PreviewFailed(f"{type(exc).__name__}: {exc}")

@@ -206,3 +206,46 @@ def test_decomposition_progress_reads_done(qtbot, window):
     bar = w.experiment.progress
     assert bar.value() == bar.maximum() and "pairs" in bar.format()
     assert "Decomposition done" in w.experiment.progress_text.text()
+
+
+def test_the_estimate_comes_before_any_exact_preparation(tiny_dir, monkeypatch):
+    """The generator the window runs: its first event is an estimate row, produced without the
+    exact sweep's prepare (both prompts through the bridge) in front of it; that runs once, after."""
+    from patchlab.engine import attribution_pass
+    from patchlab.gui.preview import preview_then_exact
+
+    model = patchlab.load_model(str(tiny_dir / "gpt2"), device="cpu")
+    pair = PromptPair("Alice saw John gave a drink to", "Alice saw Mary gave a drink to", " Mary", " John")
+    calls = []
+    real = sweep_module.prepare
+    monkeypatch.setattr(sweep_module, "prepare", lambda *a, **k: calls.append(k.get("method")) or real(*a, **k))
+    attribution_pass.clear_cache()
+    gen = preview_then_exact(model, pair, target=TARGET, metric="logit_diff", direction="denoise")
+    first = next(gen)
+    assert first.phase == "estimate" and first.layer == 0 and calls == []
+    events = [first]
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert calls == ["exact"]
+    assert any(isinstance(e, PreviewReady) for e in events)
+    assert result.meta["method"] == "exact" and result.meta["complete"]
+    exact = patchlab.patch(model, pair, target=TARGET, metric="logit_diff")
+    np.testing.assert_allclose(result.values, exact.values, atol=1e-6)
+
+
+def test_pairs_of_different_lengths_are_refused_not_skipped(tiny_dir):
+    from patchlab.core.errors import PairError
+    from patchlab.gui.preview import PreviewFailed, preview_then_exact
+
+    model = patchlab.load_model(str(tiny_dir / "gpt2"), device="cpu")
+    pairs = [PromptPair("Alice saw John gave a drink to", "Alice saw Mary gave a drink to", " Mary", " John"),
+             PromptPair("When Alice saw John, John gave a drink to", "When Alice saw John, Mary gave a drink to",
+                        " Mary", " John")]
+    gen = preview_then_exact(model, pairs, target=TARGET, metric="logit_diff", direction="denoise")
+    with pytest.raises(PairError, match="same number of tokens"):
+        event = next(gen)
+        assert not isinstance(event, PreviewFailed)
