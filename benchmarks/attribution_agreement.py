@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     lines = [f"| model | target | examples | moving cells (median) | correlation (median, min, # < 0.5) | "
              f"top-{args.top} overlap (mean) | max error / max effect (median) |", "|---|---|---|---|---|---|---|"]
     t0 = time.perf_counter()
+    passes: dict[str, set[str]] = {}  # model -> which attribution pass ran (and why the bridge's)
     for name in names:
         examples = load_examples(name)
         if not examples:
@@ -67,6 +68,9 @@ def main(argv=None) -> int:
                 except patchlab.InputError:
                     break  # not a target of this architecture (e.g. mlp_out of attention-only)
                 est = patchlab.patch(model, ex.pair, method="attribution", **kw)
+                info = est.meta["estimate"]
+                passes.setdefault(name, set()).add(info.get("pass", "?") + (
+                    f" ({info['fallback_reason']})" if info.get("fallback_reason") else ""))
                 if np.isnan(exact.values).any() or np.isnan(est.values).any():
                     continue  # e.g. resid_mid of an attention-only model: not a patchable cell
                 base = float(exact.meta["runs"]["corrupted"]["logit_diff"])
@@ -84,6 +88,7 @@ def main(argv=None) -> int:
             print(lines[-1], file=sys.stderr, flush=True)
     print(f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     print("\n".join(lines))
+    print("\nAttribution pass per model: " + "; ".join(f"{m}: {', '.join(sorted(p))}" for m, p in passes.items()))
     return 0
 
 

@@ -1,64 +1,50 @@
 """Benchmark: patchlab's attribution estimate vs TransformerLens's ``attribution_patch``.
 
 On the GPT-2-small shape (random weights from a ``GPT2Config``: 12 layers, 12 heads, d_model
-768, vocab 50257; built as ``bench_patching.py`` does) at 16 and 64 tokens, in one process:
+768, vocab 50257; built as ``bench_patching.py`` does) at 16 and 64 tokens, in one process,
+one row per target family printed as soon as it is measured:
 
 - TL: ``transformer_lens.tools.analysis.attribution_patching.attribution_patch`` (one clean
   forward, one corrupted forward + backward, every head/MLP/embedding node at once);
-- after: ``patchlab.patch(..., method="attribution")`` per target with the pass cache cleared
-  (cold: the one forward + backward runs), and again with the pass cached (a target switch);
-- before: the implementation of commit ``BEFORE_REV`` (loaded from git, run on a context
-  prepared as that commit's ``iter_patch`` did);
-- the window's preview generator ``patchlab.gui.preview.preview_then_exact``: time from the
-  call to its first estimate event, with the old engine, with this one, and with the change to
-  ``preview.py`` proposed in the attribution report (estimate first, no exact ``prepare``
-  before it).
+- bridge pass: ``patchlab.patch(..., method="attribution")`` with the plain-torch pass switched
+  off (``attribution_pass.FAST = False``): the previous implementation, one forward + backward
+  through the bridge's hooks;
+- fast, cold: the same call with the plain-torch pass and the estimate cache cleared (its
+  once-per-model-and-length self-check against the bridge already done: that first use is
+  its own row);
+- fast, cached: again with the pass cached (a target switch).
 
-The machine may be shared: every number is the best of ``--repeats`` runs, and the runs of
-all methods are interleaved (each repeat times every method once) so that a burst of load
-hits them alike. The load average is printed with the table.
+Then the window's preview: time from the call of ``patchlab.gui.preview.preview_then_exact``
+(the generator the window's worker runs) to its first estimate event, with today's
+``preview.py`` and as the previous one did (the exact sweep's ``prepare`` first); with
+``--window``, also from clicking Run in the real main window (off screen) to the first
+estimate row arriving in it.
 
-Run: ``.venv/bin/python benchmarks/attribution_speed.py [--repeats 5] [--tokens 16,64] [--targets ...]``
+The machine may be shared: every number is the best of ``--repeats`` runs, interleaved (each
+repeat times every method once) so that a burst of load hits them alike.
+
+Run: ``.venv/bin/python benchmarks/attribution_speed.py [--repeats 3] [--tokens 16,64] [--targets ...] [--window]``
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench_patching import build_model, machine, make_pair  # noqa: E402
-
-#: The implementation before the one-pass rewrite (the branch point of the attribution work).
-BEFORE_REV = "5501e78"
-
-
-def old_module() -> types.ModuleType | None:
-    """``patchlab/engine/attribution.py`` as of ``BEFORE_REV``, or None without git."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        src = subprocess.run(["git", "show", f"{BEFORE_REV}:patchlab/engine/attribution.py"], cwd=root,
-                             capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    mod = types.ModuleType("attribution_before")
-    exec(compile(src, "attribution_before.py", "exec"), mod.__dict__)  # noqa: S102 - our own file at a pinned commit
-    return mod
-
 
 #: The clock: wall time, or this process's CPU time (``--clock cpu``, one thread), which a
 #: machine shared with other jobs disturbs far less than wall time.
 CLOCK = time.perf_counter
+PREVIEW_TARGET = "attn_head_out_by_pos"
 
 
 def timed(fn, *args) -> float:
@@ -76,53 +62,40 @@ def tl_tool(model, tp):
     return attribution_patch(model, tp.clean, tp.corrupted, metric)
 
 
-def after(model, pair, target):
-    from patchlab.engine import attribution_pass
-
-    attribution_pass.clear_cache()
+def estimate(model, pair, target, fast=True, cold=True, first_use=False):
     import patchlab
+    from patchlab.engine import attribution_fast, attribution_pass
 
-    return patchlab.patch(model, pair, target=target, metric="logit_diff", method="attribution")
-
-
-def after_cached(model, pair, target):
-    import patchlab
-
-    return patchlab.patch(model, pair, target=target, metric="logit_diff", method="attribution")
-
-
-def before(old, model, pair, target):
-    """As ``iter_patch`` did at BEFORE_REV: prepare with the base caches, then every row."""
-    from patchlab.engine.context import as_stop, prepare
-
-    ctx = prepare(model, pair, target=target, metric="logit_diff", direction="denoise", method="attribution",
-                  cache_base=True)
-    for _ in old.iter_rows(ctx, as_stop(None)):
-        pass
+    attribution_pass.FAST = fast
+    if cold:
+        attribution_pass.clear_cache()
+    if first_use:
+        attribution_fast.clear_checks()
+    try:
+        r = patchlab.patch(model, pair, target=target, metric="logit_diff", method="attribution")
+    finally:
+        attribution_pass.FAST = True
+    want = "fast-torch" if fast else "bridge-hooks"
+    assert r.meta["estimate"]["pass"] == want, r.meta["estimate"]
+    return r
 
 
-def preview_first(model, pair, target, old=None, proposed=False):
-    """Seconds from calling the preview generator to its first estimate event."""
+def preview_first(model, pair, target, old=False):
+    """Seconds from calling the preview generator to its first estimate event.
+
+    ``old``: as the previous ``preview.py`` did, the exact sweep's ``prepare`` (both prompts
+    through the bridge, with caches) before the estimate.
+    """
     from patchlab.engine import attribution_pass, sweep
+    from patchlab.engine.context import prepare
     from patchlab.gui import preview
 
     attribution_pass.clear_cache()
     kw = dict(target=target, metric="logit_diff", direction="denoise")
     t0 = CLOCK()
-    if proposed:  # preview.py with the estimate first: attribution prepares its own pass
-        gen = sweep.iter_patch(model, pair, method="attribution", **kw)
-    elif old is not None:  # the engine of BEFORE_REV behind today's preview generator
-        saved = sys.modules["patchlab.engine.attribution"].iter_rows
-        sys.modules["patchlab.engine.attribution"].iter_rows = old.iter_rows
-        try:
-            gen = preview.preview_then_exact(model, pair, **kw)
-            event = next(gen)
-        finally:
-            sys.modules["patchlab.engine.attribution"].iter_rows = saved
-        dt = CLOCK() - t0
-        gen.close()
-        assert event.phase == "estimate"
-        return dt
+    if old:
+        ctx = prepare(model, pair, method="exact", cache_base=True, **kw)
+        gen = sweep.iter_patch(model, pair, method="attribution", context=ctx, **kw)
     else:
         gen = preview.preview_then_exact(model, pair, **kw)
     event = next(gen)
@@ -132,78 +105,102 @@ def preview_first(model, pair, target, old=None, proposed=False):
     return dt
 
 
-def _keeper(best: dict):
-    def keep(key, dt):
-        best[key] = min(best.get(key, np.inf), dt)
+def window_first_rows(folder: Path, pair, repeats: int) -> float:
+    """Best seconds from clicking Run in the off-screen main window to its first estimate row."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from soak import WindowRunner
 
-    return keep
+    from patchlab.engine import attribution_pass
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = WindowRunner(Path(tmp))
+        runner.load(str(folder), pair)
+        w = runner.w
+        w.experiment.set_settings({"target": PREVIEW_TARGET, "metric": "logit_diff_recovered",
+                                   "direction": "denoise", "method": "exact"})
+        w.experiment.preview.setChecked(True)
+        best = float("inf")
+        for i in range(repeats + 1):  # the first run warms the window's model up (self-check included)
+            attribution_pass.clear_cache()
+            t0 = time.perf_counter()
+            assert w.run(), "the window refused to run"
+            runner.wait(lambda: w.sweep.live.estimate_values is not None or bool(w.last_error))
+            dt = time.perf_counter() - t0
+            assert not w.last_error, w.last_error
+            w.cancel()
+            runner.wait(w.controller.is_idle)
+            if i:
+                best = min(best, dt)
+        runner.close()
+    return best
+
+
+def row(cells) -> None:
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", default="16,64")
     ap.add_argument("--targets", default=None, help="comma-separated (default: every target)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: process CPU time with one torch thread (robust on a busy machine)")
-    ap.add_argument("--no-before", action="store_true", help="skip the BEFORE_REV implementation")
+    ap.add_argument("--window", action="store_true", help="also time Run -> first estimate row in the window")
     args = ap.parse_args(argv)
     global CLOCK
     if args.clock == "cpu":
         CLOCK, args.threads = time.process_time, 1
     torch.set_num_threads(args.threads)
     import patchlab
-    from patchlab.engine import attribution  # noqa: F401 - registers the module for preview_first
     from patchlab.engine.tokens import tokenize_pair
 
     targets = args.targets.split(",") if args.targets else list(patchlab.TARGETS)
-    old = None if args.no_before else old_module()
     load0 = os.getloadavg()
-    lines = []
-    with tempfile.TemporaryDirectory() as tmp:
-        model = patchlab.load_model(str(build_model(Path(tmp))), device="cpu")
-        for n_tok in (int(t) for t in args.tokens.split(",")):
-            pair = make_pair(model, n_tok)
-            tp = tokenize_pair(model, pair)
-            after(model, pair, "resid_pre")  # warm-up (allocator, bridge)
-            tl_tool(model, tp)
-            best: dict[tuple[str, str], float] = {}
-            keep = _keeper(best)
-
-            for _ in range(args.repeats):
-                keep(("tl", ""), timed(tl_tool, model, tp))
-                for target in targets:
-                    keep(("after", target), timed(after, model, pair, target))
-                    keep(("cached", target), timed(after_cached, model, pair, target))
-                    if old is not None:
-                        keep(("before", target), timed(before, old, model, pair, target))
-                keep(("preview_after", ""), preview_first(model, pair, "attn_head_out_by_pos"))
-                keep(("preview_proposed", ""), preview_first(model, pair, "attn_head_out_by_pos", proposed=True))
-                if old is not None:
-                    keep(("preview_before", ""), preview_first(model, pair, "attn_head_out_by_pos", old=old))
-                print(f"{n_tok} tokens: repeat done, TL {best['tl', '']:.3f}s", file=sys.stderr, flush=True)
-            tl = best["tl", ""]
-            for target in targets:
-                b = best.get(("before", target))
-                a = best["after", target]
-                lines.append(f"| `{target}` | {n_tok} | {tl:.3f} | {'n/a' if b is None else f'{b:.3f}'} | {a:.3f} | "
-                             f"{best['cached', target] * 1000:.1f} ms | **{tl / a:.2f}x** | "
-                             f"{'n/a' if b is None else f'{b / a:.1f}x'} |")
-            pb = best.get(("preview_before", ""))
-            pa, pp = best["preview_after", ""], best["preview_proposed", ""]
-            ratio = "n/a" if pb is None else f"{pb / pa:.1f}x ({pb / pp:.1f}x)"
-            lines.append(f"| preview: first estimate event (`attn_head_out_by_pos`) | {n_tok} | | "
-                         f"{'n/a' if pb is None else f'{pb:.3f}'} | {pa:.3f} (proposed preview.py: {pp:.3f}) | | | "
-                         f"{ratio} |")
-    load1 = os.getloadavg()
-    head = ("| target | tokens | TL `attribution_patch` (s) | before (s) | after, cold (s) | after, pass cached | "
-            "TL / after | before / after |\n|---|---|---|---|---|---|---|---|")
     print(f"Machine: {machine()}. Best of {args.repeats} interleaved runs; load average (1, 5, 15 min) "
-          f"{load0[0]:.1f}, {load0[1]:.1f}, {load0[2]:.1f} at the start and {load1[0]:.1f}, {load1[1]:.1f}, "
-          f"{load1[2]:.1f} at the end. Clock: {args.clock}. Before = commit {BEFORE_REV}.\n")
-    print(head)
-    print("\n".join(lines))
+          f"{load0[0]:.1f}, {load0[1]:.1f}, {load0[2]:.1f} at the start. Clock: {args.clock}, "
+          f"{args.threads} torch thread(s).\n", flush=True)
+    row(["target", "tokens", "TL `attribution_patch` (s)", "bridge pass (s)", "fast, cold (s)",
+         "fast, pass cached", "TL / fast", "bridge / fast"])
+    print("|---|---|---|---|---|---|---|---|", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_model(Path(tmp) / "gpt2-small-shape")
+        model = patchlab.load_model(str(folder), device="cpu")
+        pairs = {}
+        for n_tok in (int(t) for t in args.tokens.split(",")):
+            pair = pairs[n_tok] = make_pair(model, n_tok)
+            tp = tokenize_pair(model, pair)
+            first = min(timed(estimate, model, pair, "resid_pre", True, True, True) for _ in range(args.repeats))
+            estimate(model, pair, "resid_pre", False)  # warm-up (allocator, bridge)
+            tl_tool(model, tp)
+            for target in targets:
+                best = {}
+                for _ in range(args.repeats):
+                    for key, fn, a in (("tl", tl_tool, (model, tp)),
+                                       ("bridge", estimate, (model, pair, target, False)),
+                                       ("fast", estimate, (model, pair, target)),
+                                       ("cached", estimate, (model, pair, target, True, False))):
+                        best[key] = min(best.get(key, float("inf")), timed(fn, *a))
+                row([f"`{target}`", n_tok, f"{best['tl']:.3f}", f"{best['bridge']:.3f}", f"{best['fast']:.3f}",
+                     f"{best['cached'] * 1000:.1f} ms", f"**{best['tl'] / best['fast']:.2f}x**",
+                     f"{best['bridge'] / best['fast']:.2f}x"])
+            row(["first use on the model at this length (self-check against the bridge included), `resid_pre`",
+                 n_tok, "", "", f"{first:.3f}", "", "", ""])
+            new = old = float("inf")
+            for _ in range(args.repeats):
+                new = min(new, preview_first(model, pair, PREVIEW_TARGET))
+                old = min(old, preview_first(model, pair, PREVIEW_TARGET, old=True))
+            row([f"preview generator: call to first estimate event (`{PREVIEW_TARGET}`)", n_tok, "",
+                 f"{old:.3f} (exact prepare first)", f"{new:.3f}", "", "", f"{old / new:.2f}x"])
+        del model
+        if args.window:
+            for n_tok, pair in pairs.items():
+                dt = window_first_rows(folder, pair, args.repeats)
+                row([f"window: Run to first estimate row (`{PREVIEW_TARGET}`, wall clock)", n_tok, "", "",
+                     f"{dt:.3f}", "", "", ""])
+    load1 = os.getloadavg()
+    print(f"\nLoad average at the end: {load1[0]:.1f}, {load1[1]:.1f}, {load1[2]:.1f}.", flush=True)
     return 0
 
 

@@ -1,10 +1,12 @@
 """The attribution pass in plain torch on views of the bridge's weights (the fast path's).
 
-Per batch of equal-length pairs: the source prompts run once without a graph, keeping every
-target family's activations; the base prompts run once with autograd from the embeddings on
-(the weights are detached views, so no parameter enters the graph), keeping the same tensors;
-ONE ``torch.autograd.grad`` of the summed quantity gives d quantity / d act for all of them.
-No hook point fires, so the bridge's per-hook Python work is gone.
+Per batch of equal-length pairs: the base prompts run once with autograd from the embeddings
+on (the weights are detached views, so no parameter enters the graph), keeping every target
+family's activations; the source prompts run once without a graph, from the first position
+where the prompts differ (earlier positions are the same in both runs: causal attention), on
+the base run's keys and values; ONE ``torch.autograd.grad`` of the summed quantity gives
+d quantity / d act for all of them. No hook point fires: the bridge's per-hook Python work is
+gone.
 
 Before a model's first pass at a token length, :func:`check` runs the bridge's own hook pass
 on the first pair and compares every family's activations (both runs) and gradients with this
@@ -54,8 +56,8 @@ _ACTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "solu_ln": lambda x: x * torch.softmax(x, dim=-1),
 }
 
-# prompts up to this many tokens run both prompts as one batch (see capture)
-ONE_BATCH_MAX_POS = 0
+# the source run starts where the prompts first differ (see capture); False: every position
+SKIP_SHARED_PREFIX = True
 # the self-check's tolerance, in units of the exact fast path's (measured: <= 7e-6 relative in
 # float32 on the tiny and embedded models, against 1e-4)
 TOL_FACTOR = 1
@@ -87,35 +89,46 @@ def quantity(last: torch.Tensor, answer: torch.Tensor, wrong: torch.Tensor, name
     return logprob if name == "answer_logprob" else logprob.exp()
 
 
-def forward(w: FastWeights, act: Callable, tokens: torch.Tensor, grad: bool
+def forward(w: FastWeights, act: Callable, tokens: torch.Tensor, grad: bool, start: int = 0,
+            prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None
             ) -> tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
-    """Last-position logits ``[P, vocab]`` and every family's activation per layer.
+    """The last position's final residual ``[P, d_model]`` and every family's activation per layer.
 
     Layouts are the hook points' except q/k/v (``[P, head, pos, d_head]``; see HEADWISE).
     With ``grad`` the residual stream requires gradients from the embeddings on, so every
-    returned tensor is in the graph. Mirrors :func:`patchlab.engine.fast.forward.base_runs`.
+    returned tensor is in the graph; ``acts["kv"]`` holds each layer's rotated keys and values
+    (detached). ``start > 0`` runs positions ``start ..`` only, attending to ``prefix``
+    (another run's ``kv`` for the earlier positions). Mirrors
+    :func:`patchlab.engine.fast.forward.base_runs`.
     """
     T = int(tokens.shape[-1])
-    x = w.W_E[tokens]
+    x = w.W_E[tokens[:, start:]]
     if w.embed_scale is not None:
         x = x * torch.tensor(w.embed_scale, dtype=x.dtype)
     if w.W_pos is not None:
-        x = x + w.W_pos[:T]
+        x = x + w.W_pos[start:T]
     if grad:
         x.requires_grad_(True)  # a fresh tensor, not a weight: the graph starts here
     types = sorted({ly.rope_type for ly in w.layers if ly.rope_type is not None})
-    tables = {t: rotary_tables(w, T, x.detach(), t) for t in types} or None
-    cos, sin = tables[types[0]] if tables else rotary_tables(w, T, x.detach())
-    qpos = torch.arange(T, device=x.device)
-    acts: dict[str, list[torch.Tensor]] = {k: [] for k in (
-        "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "k", "v", "pattern", "post")}
+    like = w.W_E[tokens[:1, :1]].expand(1, T, -1)
+    tables = {t: rotary_tables(w, T, like, t) for t in types} or None
+    cos, sin = tables[types[0]] if tables else rotary_tables(w, T, like)
+    qpos = torch.arange(start, T, device=x.device)
+    acts: dict[str, list] = {k: [] for k in (
+        "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "k", "v", "pattern", "post", "kv")}
     for li, layer in enumerate(w.layers):
         checkpoint()  # the stop flag, between blocks
         acts["resid_pre"].append(x)
         q, k, v = qkv(w, layer, x)
         lcos, lsin = tables[layer.rope_type] if layer.rope_type is not None and tables else (cos, sin)
-        z, pattern = attend(w, rope(qk_normed(layer, q, "q"), lcos, lsin, w.rotary_dim),
-                            rope(qk_normed(layer, k, "k"), lcos, lsin, w.rotary_dim), v, qpos, li)
+        if lcos is not None:
+            lcos, lsin = lcos[start:], lsin[start:]
+        kr = rope(qk_normed(layer, k, "k"), lcos, lsin, w.rotary_dim)
+        keys, values = kr, v
+        if start:  # the earlier positions' keys and values, from the run that computed them
+            keys, values = (torch.cat([p, t], dim=2) for p, t in zip(prefix[li], (kr, v)))
+        acts["kv"].append((kr.detach(), v.detach()))
+        z, pattern = attend(w, rope(qk_normed(layer, q, "q"), lcos, lsin, w.rotary_dim), keys, values, qpos, li)
         a = attn_out(w, layer, z)
         if w.parallel:
             post, m = _mlp(w, layer, act, x) if not w.attn_only else (None, torch.zeros_like(x))
@@ -136,7 +149,12 @@ def forward(w: FastWeights, act: Callable, tokens: torch.Tensor, grad: bool
                           ("v", v), ("pattern", pattern), ("post", post)):
             if val is not None:
                 acts[name].append(val)
-    return unembed(w, x[:, -1]), acts
+    return x[:, -1], acts
+
+
+def _pos_dim(act_name: str) -> int:
+    """The position axis of a family's tensor as :func:`forward` returns it."""
+    return 2 if act_name in ("q", "k", "v", "pattern") else 1
 
 
 def weights(model: Any) -> tuple[FastWeights, Callable]:
@@ -159,22 +177,24 @@ def capture(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: str
     w, act = weights(model)
     src_run, base_run = source_and_base(direction)
     device = w.W_E.device
-    n = len(tps)
     src_tok = torch.cat([tp.tokens(src_run) for tp in tps]).to(device)
     base_tok = torch.cat([tp.tokens(base_run) for tp in tps]).to(device)
-    # short prompts: one forward of both runs (reading the weights once beats the graph's extra
-    # rows); longer ones: the source runs without a graph, so the backward covers base rows only
-    one = src_tok.shape[-1] <= ONE_BATCH_MAX_POS
+    T = int(src_tok.shape[-1])
+    # causal attention: where the prompts agree, both runs' activations are the same, so the
+    # source run starts at the first differing position on the base run's keys and values
+    same = (src_tok == base_tok).all(dim=0)
+    start = int(same.int().cumprod(0).sum()) if SKIP_SHARED_PREFIX else 0
+    start = min(start, T - 1)  # the last position gives the source run's logits
     with stopping(stop):
-        if not one:
-            with torch.inference_mode():
-                src_last, src_acts = forward(w, act, src_tok, grad=False)
         with torch.inference_mode(False), torch.enable_grad():
-            if one:
-                all_last, base_acts = forward(w, act, torch.cat([src_tok, base_tok]), grad=True)
-                src_last, base_last = all_last[:n].detach(), all_last[n:]
-            else:
-                base_last, base_acts = forward(w, act, base_tok, grad=True)
+            base_x, base_acts = forward(w, act, base_tok, grad=True)
+            with torch.no_grad():
+                src_x, src_acts = forward(w, act, src_tok, grad=False, start=start, prefix=[
+                    (k[:, :, :start], v[:, :, :start]) for k, v in base_acts["kv"]])
+            # one unembedding for both runs: it reads the whole [d_model, vocab] matrix once
+            n = len(tps)
+            logits = unembed(w, torch.cat([base_x, src_x]))
+            base_last, src_last = logits[:n], logits[n:].detach()
             if stop():  # before the backward
                 raise Cancelled("Stopped.")
             answer = torch.tensor([tp.answer_id for tp in tps], device=device)
@@ -194,10 +214,9 @@ def capture(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: str
         for li, b in enumerate(base_acts[act_name]):
             g = by_id[id(b)]
             b = b.detach()
-            if one:
-                d, g = b[:n] - b[n:], None if g is None else g[n:]
-            else:
-                d = src_acts[act_name][li] - b
+            d = torch.zeros_like(b)  # exactly zero before the first difference, as in the bridge
+            dim = _pos_dim(act_name)
+            d.narrow(dim, start, T - start).copy_(src_acts[act_name][li] - b.narrow(dim, start, T - start))
             if act_name in HEADWISE:  # the hook's layout [n, pos, head, d_head]
                 d, g = d.transpose(1, 2), None if g is None else g.transpose(1, 2)
             deltas[act_name].append(d)

@@ -263,12 +263,12 @@ def reduce(model: Any, tps: Sequence[TokenizedPair], last: torch.Tensor, deltas:
 
 
 def _run_batch(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: str, stop: StopFlag,
-               mkey: tuple) -> list[PairEstimate]:
+               mkey: tuple, hooked: bool) -> list[PairEstimate]:
     """One forward and one backward for pairs of one length: plain torch where it is checked
     against the bridge for this model and length, else through the bridge's hooks."""
     global PASSES
     engine, reason = BRIDGE, FAST_OFF
-    if FAST and has_user_hooks(model):
+    if FAST and hooked:
         reason = "hooks are attached to the model (only the bridge's pass runs them)"
     elif FAST:
         reason, unavailable = fast.check(model, mkey, tps[0], direction, qname, stop, bridge_capture, FAMILIES)
@@ -312,7 +312,7 @@ def estimates(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: s
             if stop():
                 raise Cancelled("Stopped.")
             chunk = idx[start:start + bs]
-            for i, est in zip(chunk, _run_batch(model, [tps[i] for i in chunk], direction, qname, stop, mkey)):
+            for i, est in zip(chunk, _run_batch(model, [tps[i] for i in chunk], direction, qname, stop, mkey, hooked)):
                 found[i] = est
                 if not hooked:
                     _cache_put(keys[i], est)
