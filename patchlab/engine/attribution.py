@@ -133,8 +133,11 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
     ests = _estimates(ctx, stop, batch_size)
     for est in ests:
         check_available(ctx.model, ctx.target, est)
+    # one read-only NaN row serves every quantity not estimated (a neuron row is MBs on GPT-2)
+    nan = np.full((len(ctx.pairs), *ctx.row_shape), np.nan)
+    nan.flags.writeable = False
     for layer in range(ctx.n_layers):
-        raw = {r: np.full((len(ctx.pairs), *ctx.row_shape), np.nan) for r in RAW if r != q}
+        raw = dict.fromkeys((r for r in RAW if r != q), nan)
         # a zero change adds exactly 0.0: such cells keep the unpatched value bit for bit
         raw[q] = np.stack([ctx.base_raw[q][p] + target_contrib(e, ctx.target, layer) for p, e in enumerate(ests)])
         yield layer, raw

@@ -256,26 +256,31 @@ def compare(fast: tuple, bridge: tuple, tol: float) -> str | None:
 
 
 def check(model: Any, mkey: tuple, tp: TokenizedPair, direction: str, qname: str, stop: StopFlag,
-          bridge_capture: Callable, families: Sequence[str]) -> tuple[str | None, dict[str, tuple[str, str]]]:
-    """``(reason, unavailable)``: reason is None when this pass may serve ``model`` at ``tp``'s
-    length (checked once per model state, length and direction), else why the bridge's pass
-    runs; ``unavailable`` holds the families the bridge's pass could not estimate (missing
-    hooks, no gradient), which this pass leaves out too."""
+          bridge_capture: Callable, families: Sequence[str]):
+    """``(reason, unavailable, spare)``: reason is None when this pass may serve ``model`` at
+    ``tp``'s length (checked once per model state, length and direction), else why the
+    bridge's pass runs; ``unavailable`` holds the families the bridge's pass could not
+    estimate (missing hooks, no gradient), which this pass leaves out too. ``spare`` is None
+    when the answer was remembered, else both passes' captures of ``tp`` for ``qname``
+    (``{"fast": (last, deltas, grads), "bridge": (last, deltas, grads, unavailable)}``), so a
+    one-pair batch need not run again."""
     key = (mkey, tp.n_pos, direction)
     seen = _CHECKED.setdefault(model, {})
     if key in seen:
-        return seen[key]
+        return (*seen[key], None)
+    spare = None
     try:
         w, _ = weights(model)
     except Unsupported as exc:
         result: tuple[str | None, dict] = (f"the fast path does not implement this architecture ({exc})", {})
     else:
-        b_last, b_deltas, b_grads, unavailable = bridge_capture(model, [tp], direction, qname, stop, families)
+        bridge = bridge_capture(model, [tp], direction, qname, stop, families)
+        unavailable = bridge[3]
         ours = capture(model, [tp], direction, qname, stop, [a for a in families if a not in unavailable])
-        result = (compare(ours, (b_last, b_deltas, b_grads), TOL_FACTOR * TOLS.get(w.dtype, TOLS[torch.float16])),
-                  unavailable)
+        result = (compare(ours, bridge[:3], TOL_FACTOR * TOLS.get(w.dtype, TOLS[torch.float16])), unavailable)
+        spare = {"fast": ours, "bridge": bridge}
     seen[key] = result
-    return result
+    return (*result, spare)
 
 
 def clear_checks() -> None:

@@ -267,17 +267,21 @@ def _run_batch(model: Any, tps: Sequence[TokenizedPair], direction: str, qname: 
     """One forward and one backward for pairs of one length: plain torch where it is checked
     against the bridge for this model and length, else through the bridge's hooks."""
     global PASSES
-    engine, reason = BRIDGE, FAST_OFF
+    engine, reason, got = BRIDGE, FAST_OFF, None
     if FAST and hooked:
         reason = "hooks are attached to the model (only the bridge's pass runs them)"
     elif FAST:
-        reason, unavailable = fast.check(model, mkey, tps[0], direction, qname, stop, bridge_capture, FAMILIES)
+        reason, unavailable, spare = fast.check(model, mkey, tps[0], direction, qname, stop, bridge_capture, FAMILIES)
+        one = spare is not None and len(tps) == 1  # the check just ran both passes on this very pair
         if reason is None:
-            families = [act for act in FAMILIES if act not in unavailable]
-            last, deltas, grads = fast.capture(model, tps, direction, qname, stop, families)
             engine = fast.NAME
-    if engine == BRIDGE:
-        last, deltas, grads, unavailable = bridge_capture(model, tps, direction, qname, stop)
+            families = [act for act in FAMILIES if act not in unavailable]
+            got = (*(spare["fast"] if one else fast.capture(model, tps, direction, qname, stop, families)), unavailable)
+        elif one:
+            got = spare["bridge"]
+    if got is None:
+        got = bridge_capture(model, tps, direction, qname, stop)
+    last, deltas, grads, unavailable = got
     PASSES += 1
     out = reduce(model, tps, last, deltas, grads, unavailable, engine)
     for est in out:

@@ -167,6 +167,7 @@ def iter_patch(
         phase = "exact"
 
     done = 0
+    live = np.full(ctx.shape, np.nan)  # the aggregated rows so far (each event gets a copy)
     cancelled = False
     error: tuple[str, str] | None = None
     rows = backend.iter_rows(ctx, stop_fn, batch_size=batch_size)
@@ -187,11 +188,12 @@ def iter_patch(
         for q in RAW:
             per_pair_raw[q][:, layer] = raw[q]
         done += cells_per_row
-        values, _ = aggregate(metric, per_pair_raw[bm], ctx.base_raw[bm], ctx.source_raw[bm])
+        # cell by cell, so the new row alone (aggregating every row per event cost O(layers^2))
+        live[layer], _ = aggregate(metric, per_pair_raw[bm][:, layer], ctx.base_raw[bm], ctx.source_raw[bm])
         yield SweepEvent(
             done=done,
             total=ctx.n_cells,
-            values=np.array(values, copy=True),
+            values=live.copy(),
             layer=layer,
             elapsed=time.perf_counter() - t0,
             phase=phase,
