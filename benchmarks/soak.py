@@ -11,7 +11,12 @@ memory (``VmRSS``), the number of OS threads and of open file descriptors; it pr
 least-squares resident-memory slope per run after a warm-up, and the thread and file-handle
 counts at the start and end of each phase.
 
+In window mode the app's garbage-collection guard is installed (as ``patchlab app`` does) and
+each run waits for the autosave the window writes after a sweep, so a writer thread still
+running is not counted as thread growth. One line per run (``--every N``: every N-th).
+
 Run: ``.venv/bin/python benchmarks/soak.py [--mode window|generator] [--toy-runs 200] [--gpt2-runs 30] [--json out.json]``
+Quick check: ``--mode window --toy-runs 20 --gpt2-runs 0``.
 Goal (issue 11): slope < 1 MB per run after warm-up, no thread or file-handle growth.
 """
 
@@ -67,7 +72,7 @@ def drain(gen):
 
 
 def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, sweep=None,
-         collect: bool = False) -> dict:
+         collect: bool = False, every: int = 1) -> dict:
     from patchlab.gui.preview import preview_then_exact
 
     def gen_sweep(target):
@@ -91,7 +96,7 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
         # Python 3.11's None is not immortal: a C extension that drops one reference too many
         # per call shows as a falling count here, long before the "none_dealloc" abort
         nones.append(sys.getrefcount(None))
-        if (i + 1) % max(1, runs // 10) == 0:
+        if (i + 1) % max(1, every) == 0 or i + 1 == runs:
             print(f"  {label}: run {i + 1}/{runs}  rss {rss[-1]:.1f} MB  threads {threads[-1]}  "
                   f"fds {fds[-1]}  None refs {nones[-1]}  {times[-1]:.2f} s/run", flush=True)
     del kept
@@ -118,6 +123,9 @@ class WindowRunner:
         from patchlab.gui.app import ensure_app, make_window
 
         self.app = ensure_app([])
+        from patchlab.gui import gc_guard
+
+        gc_guard.install(self.app)  # cyclic GC on this thread only, as the app does
         self.w = make_window(settings=QSettings(str(tmp / "settings.ini"), QSettings.IniFormat),
                              autosave_path=tmp / "autosave.patchlab", restore=False, load_default=False)
         self.w.quiet = True
@@ -149,6 +157,8 @@ class WindowRunner:
         self.wait(lambda: (w.state.result is not None and w.state.result is not before
                            and w.controller.is_idle()) or bool(w.last_error))
         assert not w.last_error, w.last_error
+        w.writer.wait()  # the autosave after the run (the writer thread then ends)
+        self.app.processEvents()
         return w.state.result
 
     def close(self) -> None:
@@ -157,9 +167,9 @@ class WindowRunner:
 
 
 def soak_window(runner: WindowRunner, runs: int, targets: list[str], warmup: int, label: str,
-                collect: bool = False) -> dict:
+                collect: bool = False, every: int = 1) -> dict:
     """As :func:`soak`, clicking Run in the window for each sweep."""
-    return soak(None, None, runs, targets, warmup, label, sweep=runner.sweep, collect=collect)
+    return soak(None, None, runs, targets, warmup, label, sweep=runner.sweep, collect=collect, every=every)
 
 
 def main(argv=None) -> int:
@@ -168,12 +178,13 @@ def main(argv=None) -> int:
                         help="window: click Run in the off-screen main window (default); generator: "
                         "drain the worker's generator in this thread")
     parser.add_argument("--toy-runs", type=int, default=200)
-    parser.add_argument("--gpt2-runs", type=int, default=30)
+    parser.add_argument("--gpt2-runs", "--gpt-runs", type=int, default=30)
     parser.add_argument("--warmup", type=float, default=0.2, help="fraction of runs ignored for the slope")
     parser.add_argument("--gpt2-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores - 1)")
     parser.add_argument("--gc", action="store_true", help="force a garbage collection before each reading")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--every", type=int, default=1, help="print a line every N runs (default: each run)")
     args = parser.parse_args(argv)
 
     import torch
@@ -181,8 +192,13 @@ def main(argv=None) -> int:
     import patchlab
 
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
+    extra = ""
+    if args.mode == "window":
+        import PySide6
+
+        extra = f", PySide6 {PySide6.__version__}, Python {sys.version.split()[0]}"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.1f}", flush=True)
+          f"load {os.getloadavg()[0]:.1f}{extra}", flush=True)
     out = []
     toy_targets = ["attn_head_out_all_pos", "resid_pre", "attn_head_out_by_pos"]
     gpt2_targets = ["attn_head_out_all_pos", "resid_pre"]
@@ -195,10 +211,10 @@ def main(argv=None) -> int:
                 del model
                 runner.load("toy-attn2", pair)
                 out.append(soak_window(runner, args.toy_runs, toy_targets, int(args.toy_runs * args.warmup),
-                                       "toy-attn2 (window)"))
+                                       "toy-attn2 (window)", every=args.every))
             else:
                 out.append(soak(model, [pair], args.toy_runs, toy_targets, int(args.toy_runs * args.warmup),
-                                "toy-attn2", collect=args.gc))
+                                "toy-attn2", collect=args.gc, every=args.every))
                 del model
         if args.gpt2_runs:
             from bench_patching import build_model, make_pair
@@ -210,10 +226,10 @@ def main(argv=None) -> int:
                 del model
                 runner.load(str(folder), pair)
                 out.append(soak_window(runner, args.gpt2_runs, gpt2_targets, int(args.gpt2_runs * args.warmup),
-                                       "gpt2-small-shape (window)"))
+                                       "gpt2-small-shape (window)", every=args.every))
             else:
                 out.append(soak(model, [pair], args.gpt2_runs, gpt2_targets, int(args.gpt2_runs * args.warmup),
-                                "gpt2-small-shape", collect=args.gc))
+                                "gpt2-small-shape", collect=args.gc, every=args.every))
         if runner:
             runner.close()
     print()

@@ -152,7 +152,12 @@ class FileMenu(QObject):
     def export_data_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self.w, "Export data", "result.csv", "CSV (*.csv)")
         if path:
-            self.w.report_errors_later(self.w.export_data, path)  # CSV + JSON off the GUI thread
+            try:  # the results are picked here; CSV + JSON are written off the GUI thread
+                write = exports.data_writer(self.w.state, self.w.current_figure_name())
+            except PatchlabError as exc:
+                self.w.show_error("Export failed", str(exc))
+                return
+            self.w.report_errors_later(write, path)
 
     @Slot()
     def export_all_dialog(self) -> None:

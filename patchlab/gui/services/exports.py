@@ -35,27 +35,46 @@ def comparison(state: AppState):
 
 def export_comparison(state: AppState, path: str | Path) -> list[Path]:
     """CSV with one row per cell (estimate and exact value) and both JSON run records."""
+    return data_writer(state, "scatter")(path)
+
+
+def _write_comparison(estimate, exact, path: str | Path) -> list[Path]:
     from patchlab.gui.preview import comparison_csv
 
-    estimate, exact = comparison(state)
     path = Path(path)
     stem = path.with_suffix("")
     return [atomic_write_text(path, comparison_csv(estimate, exact)),
             estimate.save_json(f"{stem}.estimate.json"), exact.save_json(f"{stem}.exact.json")]
 
 
-def export_data(state: AppState, path: str | Path, which: str = "heatmap") -> list[Path]:
-    """Tidy CSV at ``path`` and the JSON run record next to it, for figure ``which``."""
+def _write_result(result, path: str | Path) -> list[Path]:
+    path = Path(path)
+    return [result.save_csv(path), result.save_json(path.with_suffix(".json"))]
+
+
+def data_writer(state: AppState, which: str = "heatmap") -> Callable[[str | Path], list[Path]]:
+    """``write(path)`` for figure ``which``'s data, bound to the results shown now.
+
+    Call on the GUI thread (it reads the state, and raises ``PatchlabError`` when there is
+    nothing to export); ``write`` touches no state or widget, so it may run on a writer
+    thread while a new run replaces the results on screen.
+    """
+    from functools import partial
+
     if which == "scatter":
-        return export_comparison(state, path)
+        return partial(_write_comparison, *comparison(state))
     if which == "difference":
         raise PatchlabError("The difference map has no data file of its own: export the two runs' "
                             "data from the Patching tab, or the figure from here.")
     result = state.decomposition if which == "decompose" else state.result
     if result is None:
         raise PatchlabError("Nothing to export yet: run an experiment first.")
-    path = Path(path)
-    return [result.save_csv(path), result.save_json(path.with_suffix(".json"))]
+    return partial(_write_result, result)
+
+
+def export_data(state: AppState, path: str | Path, which: str = "heatmap") -> list[Path]:
+    """Tidy CSV at ``path`` and the JSON run record next to it, for figure ``which``."""
+    return data_writer(state, which)(path)
 
 
 def available(state: AppState) -> list[str]:
