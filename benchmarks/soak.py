@@ -49,6 +49,17 @@ def n_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def thread_names() -> list[str]:
+    """OS thread names (``/proc/self/task/*/comm``): which thread appeared, if one did."""
+    out = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            out.append((task / "comm").read_text().strip())
+        except OSError:
+            pass
+    return sorted(out)
+
+
 def n_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -107,7 +118,8 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
         "rss_slope_mb_per_run": slope(after),
         "rss_max_minus_min_after_warmup_mb": (max(after) - min(after)) if after else float("nan"),
         "threads_start": threads[0], "threads_end": threads[-1], "threads_max": max(threads),
-        "fds_start": fds[0], "fds_end": fds[-1], "fds_max": max(fds),
+        "threads_after_warmup": threads[min(warmup, runs - 1)], "thread_names_end": thread_names(),
+        "fds_start": fds[0], "fds_end": fds[-1], "fds_max": max(fds), "fds_after_warmup": fds[min(warmup, runs - 1)],
         "s_per_run": float(np.median(times)),
         "none_refcount_slope_per_run": slope(nones[warmup:]), "none_refcount_end": nones[-1],
     }
@@ -211,7 +223,7 @@ def main(argv=None) -> int:
                 del model
                 runner.load("toy-attn2", pair)
                 out.append(soak_window(runner, args.toy_runs, toy_targets, int(args.toy_runs * args.warmup),
-                                       "toy-attn2 (window)", every=args.every))
+                                       "toy-attn2 (window)", collect=args.gc, every=args.every))
             else:
                 out.append(soak(model, [pair], args.toy_runs, toy_targets, int(args.toy_runs * args.warmup),
                                 "toy-attn2", collect=args.gc, every=args.every))
@@ -226,25 +238,28 @@ def main(argv=None) -> int:
                 del model
                 runner.load(str(folder), pair)
                 out.append(soak_window(runner, args.gpt2_runs, gpt2_targets, int(args.gpt2_runs * args.warmup),
-                                       "gpt2-small-shape (window)", every=args.every))
+                                       "gpt2-small-shape (window)", collect=args.gc, every=args.every))
             else:
                 out.append(soak(model, [pair], args.gpt2_runs, gpt2_targets, int(args.gpt2_runs * args.warmup),
                                 "gpt2-small-shape", collect=args.gc, every=args.every))
         if runner:
             runner.close()
     print()
-    print("| model | runs (warm-up) | RSS after warm-up -> end (MB) | slope (MB/run) | threads start/end/max | fds start/end/max | None refs/run | s/run |")
+    print("| model | runs (warm-up) | RSS after warm-up -> end (MB) | slope (MB/run) | threads start/after warm-up/end/max | fds start/after warm-up/end/max | None refs/run | s/run |")
     print("|---|---|---|---|---|---|---|---|")
     for r in out:
         print(f"| {r['label']} | {r['runs']} ({r['warmup']}) | {r['rss_start_mb']:.1f} -> {r['rss_end_mb']:.1f} | "
-              f"{r['rss_slope_mb_per_run']:+.3f} | {r['threads_start']}/{r['threads_end']}/{r['threads_max']} | "
-              f"{r['fds_start']}/{r['fds_end']}/{r['fds_max']} | {r['none_refcount_slope_per_run']:+.1f} | "
+              f"{r['rss_slope_mb_per_run']:+.3f} | {r['threads_start']}/{r['threads_after_warmup']}/{r['threads_end']}/"
+              f"{r['threads_max']} | {r['fds_start']}/{r['fds_after_warmup']}/{r['fds_end']}/{r['fds_max']} | "
+              f"{r['none_refcount_slope_per_run']:+.1f} | "
               f"{r['s_per_run']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
-    ok = all(r["rss_slope_mb_per_run"] < 1.0 and r["threads_end"] <= r["threads_start"]
-             and r["fds_end"] <= r["fds_start"] for r in out)
-    print("goal met (slope < 1 MB/run, no thread or file-handle growth):", "yes" if ok else "NO")
+    for r in out:
+        print(f"{r['label']}: threads at the end: {', '.join(r['thread_names_end'])}")
+    ok = all(r["rss_slope_mb_per_run"] < 1.0 and r["threads_end"] <= r["threads_after_warmup"]
+             and r["fds_end"] <= r["fds_after_warmup"] for r in out)
+    print("goal met (slope < 1 MB/run, no thread or file-handle growth after warm-up):", "yes" if ok else "NO")
     return 0
 
 
