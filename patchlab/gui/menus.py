@@ -162,8 +162,15 @@ class FileMenu(QObject):
     @Slot()
     def export_all_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self.w, "Export all to folder")
-        if folder:
-            self.w.report_errors(self.w.export_all, folder)
+        if not folder:
+            return
+        try:  # figures now (Qt needs the GUI thread); data files and the session on the writer
+            _figures, write_rest = exports.export_all_parts(self.w.state, folder, self.w.figure,
+                                                            self.w.session_settings())
+        except PatchlabError as exc:
+            self.w.show_error("Export failed", str(exc))
+            return
+        self.w.report_errors_later(write_rest)
 
     @Slot()
     def export_top_cells_dialog(self) -> None:

@@ -154,3 +154,22 @@ def test_export_data_resolves_the_result_before_writing(qtbot, window, tmp_path,
     assert csv_path.read_text() == first.to_csv()
     with pytest.raises(Exception, match="Nothing to export"):
         exports.data_writer(w.state, "heatmap")
+
+
+def test_export_all_renders_figures_now_and_writes_the_rest_later(qtbot, window, tmp_path):
+    from patchlab.gui.services import exports
+
+    w = window
+    assert w.run()
+    first = wait_result(qtbot, w)
+    figures, write_rest = exports.export_all_parts(w.state, tmp_path, w.figure, w.session_settings())
+    assert {p.name for p in figures} >= {"heatmap.png", "heatmap.svg"} and all(p.is_file() for p in figures)
+    assert not (tmp_path / "patching.csv").exists()  # nothing else written on the GUI thread
+    w.state.set_result(None)  # what the state does meanwhile does not change what is written
+    out = []
+    thread = threading.Thread(target=lambda: out.extend(write_rest()))
+    thread.start()
+    thread.join(60)
+    assert (tmp_path / "patching.csv").read_text() == first.to_csv()
+    assert sessions.load(tmp_path / "session.patchlab").patch_result.to_csv() == first.to_csv()
+    assert tmp_path / "session.patchlab" in out

@@ -95,7 +95,16 @@ def export_all(state: AppState, folder: str | Path, figure: Callable[[str], obje
 
     ``figure(name)`` returns the graphics view of figure ``name``, ready to render.
     """
-    from patchlab.gui.services.sessions import save
+    figures_out, write_rest = export_all_parts(state, folder, figure, session_settings)
+    return figures_out + write_rest()
+
+
+def export_all_parts(state: AppState, folder: str | Path, figure: Callable[[str], object],
+                     session_settings: dict) -> tuple[list[Path], Callable[[], list[Path]]]:
+    """:func:`export_all` in two parts: the figures, rendered now (Qt needs the GUI thread),
+    and ``write_rest()``, which writes the data files and the session from results and a
+    session snapshot bound now, so it may run on a writer thread."""
+    from patchlab.gui.services import sessions
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -103,15 +112,23 @@ def export_all(state: AppState, folder: str | Path, figure: Callable[[str], obje
     names = available(state)
     if not names:
         raise PatchlabError("Nothing to export yet: run an experiment first.")
-    out: list[Path] = []
     data_names = {"heatmap": "patching.csv", "scatter": "estimate_vs_exact.csv", "decompose": "decompose.csv"}
+    writers = [(data_writer(state, name), folder / data_names[name]) for name in names]
+    snapshot = sessions.snapshot(state, session_settings)
+    out: list[Path] = []
     for name in names:
         view = figure(name)
         out += [export_figure(view, folder / f"{name}.png", name),
                 export_figure(view, folder / f"{name}.svg", name)]
-        out += export_data(state, folder / data_names[name], name)
-    out.append(save(state, session_settings, folder / f"session{SUFFIX}"))
-    return out
+
+    def write_rest() -> list[Path]:
+        done: list[Path] = []
+        for write, path in writers:
+            done += write(path)
+        done.append(sessions.write_snapshot(snapshot, folder / f"session{SUFFIX}"))
+        return done
+
+    return out, write_rest
 
 
 def export_top_cells(state: AppState, stats, path: str | Path, k: int = 20) -> Path:
