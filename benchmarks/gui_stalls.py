@@ -81,11 +81,7 @@ def main(argv=None) -> int:
         model = patchlab.load_model(str(folder), device="cpu")
         pair = make_pair(model, args.tokens)
         del model
-        runner = WindowRunner(Path(tmp))
-        if not args.no_gc_guard:
-            from patchlab.gui import gc_guard
-
-            gc_guard.install(runner.app)
+        runner = WindowRunner(Path(tmp), gc_guard=not args.no_gc_guard)
         runner.load(str(folder), pair)
         w = runner.w
         w.experiment.set_settings({"target": args.target, "metric": "logit_diff_recovered",

@@ -128,16 +128,17 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
 class WindowRunner:
     """One off-screen main window; ``sweep(target)`` clicks Run and waits for the result."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, gc_guard: bool = True):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
         from PySide6.QtCore import QSettings
 
         from patchlab.gui.app import ensure_app, make_window
 
         self.app = ensure_app([])
-        from patchlab.gui import gc_guard
+        if gc_guard:
+            from patchlab.gui import gc_guard as guard
 
-        gc_guard.install(self.app)  # cyclic GC on this thread only, as the app does
+            guard.install(self.app)  # cyclic GC on this thread only, as the app does
         self.w = make_window(settings=QSettings(str(tmp / "settings.ini"), QSettings.IniFormat),
                              autosave_path=tmp / "autosave.patchlab", restore=False, load_default=False)
         self.w.quiet = True
