@@ -135,13 +135,16 @@ class WindowRunner:
         from patchlab.gui.app import ensure_app, make_window
 
         self.app = ensure_app([])
+        self.guard = None
         if gc_guard:
             from patchlab.gui import gc_guard as guard
 
-            guard.install(self.app)  # cyclic GC on this thread only, as the app does
+            self.guard = guard.install(self.app)  # cyclic GC on this thread only, as the app does
         self.w = make_window(settings=QSettings(str(tmp / "settings.ini"), QSettings.IniFormat),
                              autosave_path=tmp / "autosave.patchlab", restore=False, load_default=False)
         self.w.quiet = True
+        if self.guard is not None:
+            self.w.controller.modelChanged.connect(self.guard.refreeze)
         self.w.resize(1280, 720)
         self.w.show()
 

@@ -115,9 +115,10 @@ def run_app(argv: list[str] | None = None) -> int:
 
     # cyclic GC only on this (the GUI) thread: a worker thread's collection freed Qt wrappers
     # off the GUI thread and crashed; the start-up heap goes to the permanent generation
-    gc_guard.install(app, freeze=True)
+    guard = gc_guard.install(app, freeze=True)
     window = make_window(autosave_path=default_autosave_path(), restore=not sessions,
                          load_default=not sessions)
+    window.controller.modelChanged.connect(guard.refreeze)  # torch & the model: frozen once loaded
     if sessions and not window.open_session(sessions[0]):
         window.load_model("", "auto", "float32", "compat")  # the message says why
     fit_to_screen(window, keep_size=window.qsettings.value("window/geometry") is not None)

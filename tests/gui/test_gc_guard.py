@@ -5,6 +5,7 @@ import threading
 import weakref
 
 import pytest
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QApplication
 
 from patchlab.gui import app as app_module
@@ -33,8 +34,12 @@ def make_cycle(seen):
 
 
 def test_run_app_turns_automatic_collection_off(qtbot, monkeypatch, restore_gc):
+    class FakeController(QObject):
+        modelChanged = Signal(object)
+
     class FakeWindow:  # run_app's own steps only; the real window is tested elsewhere
         qsettings = type("S", (), {"value": staticmethod(lambda key: None)})()
+        controller = FakeController()
 
         def show(self):
             pass
@@ -56,6 +61,14 @@ def test_run_app_turns_automatic_collection_off(qtbot, monkeypatch, restore_gc):
     guard = during["guard"]
     assert guard is not None and guard.active and guard.parent() is QApplication.instance()
     assert guard.thread_id == threading.main_thread().ident
+    # a model load (torch, TransformerLens, the weights) is frozen once it is in: a cycle
+    # frozen earlier (e.g. the previous model's) is collected by the refreeze
+    seen = []
+    make_cycle(seen)
+    gc.freeze()
+    FakeWindow.controller.modelChanged.emit(None)
+    assert guard.refreezes == 1 and gc.get_freeze_count() > 0
+    assert seen == [threading.main_thread().ident]
 
 
 def test_guard_collects_a_cycle_on_the_gui_thread(qtbot, restore_gc):
