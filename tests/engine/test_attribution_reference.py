@@ -94,6 +94,9 @@ def reference(model, pair, target, direction="denoise", qname="logit_diff"):
 
 
 def _check_all_targets(model, pair, direction, qname, metric):
+    from patchlab.engine import attribution_pass
+
+    attribution_pass.clear_cache()  # an earlier test's bridge-pass estimates must not be served here
     checked = 0
     for target in TARGETS:
         try:
