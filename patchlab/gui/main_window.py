@@ -25,9 +25,10 @@ from patchlab.gui.presenters.stale import StalePresenter
 from patchlab.gui.presenters.stats import StatsPresenter
 from patchlab.gui.presenters.sweep import SweepPresenter
 from patchlab.gui.preview import preview_then_exact
-from patchlab.gui.services import errorlog, exports, sessions
+from patchlab.gui.services import exports, sessions
 from patchlab.gui.services import settings as settings_service
 from patchlab.gui.services.background import BackgroundWriter
+from patchlab.gui.services.saving import SessionSaver
 from patchlab.gui.state import AppState, RunSpec
 from patchlab.gui.status import StatusReporter
 from patchlab.gui.views.cell_pairs import CellPairsView
@@ -94,6 +95,7 @@ class MainWindow(QMainWindow):
         self.reporter = StatusReporter(self, self.writer)  # status line, error dialogs, error log
         self.status_engine = self.reporter.engine_label
         self.status_model = self.reporter.model_label
+        self.saver = SessionSaver(self)  # session saves, autosave after runs and on close
 
         self.model_panel = ModelPanel(list_embedded(), available_devices())
         self.pair_editor = PairEditor()
@@ -295,23 +297,11 @@ class MainWindow(QMainWindow):
         return True
 
     def save_session(self, path: str | Path) -> bool:
-        try:
-            sessions.save(self.state, self.session_settings(), path)
-        except PatchlabError as exc:
-            self.show_error("Cannot save session", str(exc))
-            return False
-        self.session_path = Path(path)
-        self._add_recent_session(str(path))
-        self.notify(f"Saved {path}", 5000)
-        return True
+        """Save in the background (``writer.wait()`` waits for it); False if it cannot start."""
+        return self.saver.save(path)
 
     def autosave(self) -> None:
-        if self.autosave_path is None:
-            return
-        try:
-            sessions.save(self.state, self.session_settings(), self.autosave_path)
-        except PatchlabError:
-            pass  # quitting must not be blocked by a full disk; nothing else to lose here
+        self.saver.autosave()
 
     def restore_autosave(self) -> bool:
         if self.autosave_path is None or not Path(self.autosave_path).is_file():
@@ -353,17 +343,7 @@ class MainWindow(QMainWindow):
         return exports.export_all(self.state, folder, self.figure, self.session_settings())
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
-        # the window closes whatever saving does: a bug or a full disk is logged, not raised
-        for step in (self.save_settings, self.autosave):
-            try:
-                step()
-            except Exception as exc:  # noqa: BLE001
-                import traceback
-
-                errorlog.log_error(self.error_log_path, "close", f"{step.__name__}: {exc!r}",
-                                   traceback.format_exc())
-        try:
-            self.writer.wait()  # a "Save" just before quitting completes
-            self.controller.shutdown()
+        try:  # the window closes whatever saving does: failures are logged, not raised
+            self.saver.close()
         finally:
             super().closeEvent(event)
