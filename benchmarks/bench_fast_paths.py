@@ -12,10 +12,11 @@ GPT-2-small-shaped random model (as ``bench_patching.py``), CPU. Prints markdown
   The 1B sweep stops after its first forward pass (chunks run largest first, so that one holds
   the sweep's peak); the GPT-2-small one after two layer rows.
 - ``cancel``: seconds from setting the stop flag at a random moment of an
-  ``attn_head_out_all_pos`` / ``attn_head_out_by_pos`` sweep to the sweep returning.
+  ``attn_head_out_all_pos`` / ``attn_head_out_by_pos`` sweep (``--tokens``, default 64) to
+  the sweep returning (goal: 0.5 s); one line per stop as it goes.
 
-Run: ``.venv/bin/python benchmarks/bench_fast_paths.py pairs|memory|cancel [--big]``;
-quick check: ``... pairs --counts 1,8 --layers 2 --repeats 1``
+Run: ``.venv/bin/python benchmarks/bench_fast_paths.py pairs|memory|cancel [--big] [--tokens N] [--repeats N]``
+Quick checks: ``pairs --counts 1,8 --layers 2 --repeats 1``; ``cancel --tokens 16 --repeats 2``.
 """
 
 from __future__ import annotations
@@ -211,17 +212,24 @@ def cmd_memory(args) -> None:
 
 
 def cmd_cancel(args) -> None:
+    """Stop each sweep at a random moment between 20 % and 80 % of its uncancelled duration
+    (timed once per target first), so every stop lands inside the sweep; one line per stop."""
     import patchlab
 
     rng = random.Random(1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model = load_small(Path(tmp))
-        pair = many_pairs(model, 1, 16)[0]
+        pair = many_pairs(model, 1, args.tokens)[0]
         patchlab.patch(model, pair, target="attn_out", metric="logit_diff", engine="fast")
+        print(f"GPT-2-small shape, {args.tokens} tokens, {torch.get_num_threads()} torch threads", flush=True)
         for target in ("attn_head_out_all_pos", "attn_head_out_by_pos"):
+            t0 = time.perf_counter()
+            patchlab.patch(model, pair, target=target, metric="logit_diff", engine="fast")
+            full = time.perf_counter() - t0
+            print(f"  `{target}`: uncancelled sweep {full:.2f} s", flush=True)
             lat = []
-            for _ in range(args.repeats):
+            for k in range(args.repeats):
                 flag = threading.Event()
                 stamp = {}
 
@@ -230,16 +238,24 @@ def cmd_cancel(args) -> None:
                     stamp["t"] = time.perf_counter()
                     flag.set()
 
-                th = threading.Thread(target=setter, args=(rng.uniform(0.8, 1.6),))
+                delay = rng.uniform(0.2, 0.8) * full
+                th = threading.Thread(target=setter, args=(delay,))
                 th.start()
                 res = patchlab.patch(model, pair, target=target, metric="logit_diff", engine="fast", stop=flag)
                 end = time.perf_counter()
                 th.join()
                 if res.meta["cancelled"]:
                     lat.append(end - stamp["t"])
-            rows.append(f"| `{target}` | {len(lat)} | {max(lat):.3f} | {sorted(lat)[len(lat) // 2]:.3f} |")
-            print(rows[-1], file=sys.stderr)
-    print("| target | cancels | max latency (s) | median (s) |\n|---|---|---|---|\n" + "\n".join(rows))
+                    print(f"  `{target}` stop {k + 1}: set at {delay:.2f} s, returned {lat[-1]:.3f} s later",
+                          flush=True)
+                else:
+                    print(f"  `{target}` stop {k + 1}: the sweep ended before the stop ({delay:.2f} s)", flush=True)
+            if lat:
+                rows.append(f"| `{target}` | {args.tokens} | {len(lat)} | {max(lat):.3f} | {sorted(lat)[len(lat) // 2]:.3f} |")
+            else:
+                rows.append(f"| `{target}` | {args.tokens} | 0 | n/a | n/a |")
+            print(rows[-1], flush=True)
+    print("| target | tokens | cancels | max latency (s) | median (s) |\n|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 def main(argv=None) -> int:
@@ -250,11 +266,14 @@ def main(argv=None) -> int:
     ap.add_argument("--big", action="store_true", help="memory: also the ~1B-parameter model (~4 GiB, minutes)")
     ap.add_argument("--targets", default="resid_pre,attn_head_out_all_pos", help="pairs: comma-separated targets")
     ap.add_argument("--counts", default="1,8,64", help="pairs: numbers of pairs, the first is the reference")
-    ap.add_argument("--tokens", type=int, default=16, help="pairs: prompt length in tokens (BOS included)")
+    ap.add_argument("--tokens", type=int, default=None,
+                    help="prompt length in tokens, BOS included (pairs: default 16; cancel: default 64, quick check 16)")
     ap.add_argument("--layers", type=int, default=12, help="pairs: layers of the GPT-2-small shape (fewer: a quick check)")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="pairs: cProfile the last count's sweep and print its top N functions (stderr)")
     args = ap.parse_args(argv)
+    if args.tokens is None:
+        args.tokens = 16 if args.what == "pairs" else 64
     torch.set_num_threads(args.threads)
     {"pairs": cmd_pairs, "memory": cmd_memory, "cancel": cmd_cancel}[args.what](args)
     print(f"\nMachine: {bp.machine()}; load average at the end: {os.getloadavg()}")

@@ -6,10 +6,17 @@ GPT-2-small-shaped model (12 layers x 12 heads, d_model 768, built offline by
 (``resid_pre`` by default, the preview on) and, while the sweep runs on the worker thread,
 measures the gaps between the ticks of a 5 ms timer on the GUI thread: the largest gap is the
 worst stall a user would feel (goal: < 50 ms). ``--max-seconds`` cancels the sweep after that
-long (the stalls are measured up to then), so a loaded CPU still gives a figure.
+long (the stalls are measured up to then), so a loaded CPU still gives a figure. The app's
+garbage-collection guard is installed as ``patchlab app`` does (``--no-gc-guard`` to compare).
 
-Run: ``.venv/bin/python benchmarks/gui_stalls.py [--tokens 512] [--target resid_pre] [--max-seconds 120]``
-Prints a Markdown row for docs/benchmarks.md; the machine's load average goes with it.
+For each gap it also records the GUI thread's own CPU time: a gap with CPU ~ gap is our code
+on the GUI thread; one with little CPU is the thread waiting (the GIL held by the worker, or
+the OS running other work). It prints a line every few seconds while the sweep runs, then a
+Markdown row for docs/benchmarks.md (with the machine's load average) and the worst gaps.
+``benchmarks/gui_view_costs.py`` measures the GUI-thread work per event without a model.
+
+Run: ``.venv/bin/python benchmarks/gui_stalls.py [--tokens 512] [--target resid_pre] [--max-seconds 300]``
+Quick check: ``--tokens 32 --max-seconds 30``.
 """
 
 from __future__ import annotations
@@ -32,9 +39,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--target", default="resid_pre")
-    parser.add_argument("--max-seconds", type=float, default=120.0)
+    parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--no-preview", action="store_true")
+    parser.add_argument("--no-gc-guard", action="store_true", help="leave automatic garbage collection on")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores - 1)")
     args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
 
     from bench_patching import build_model, make_pair
     from PySide6.QtCore import QObject, QTimer, Slot
@@ -68,7 +81,7 @@ def main(argv=None) -> int:
         model = patchlab.load_model(str(folder), device="cpu")
         pair = make_pair(model, args.tokens)
         del model
-        runner = WindowRunner(Path(tmp))
+        runner = WindowRunner(Path(tmp), gc_guard=not args.no_gc_guard)
         runner.load(str(folder), pair)
         w = runner.w
         w.experiment.set_settings({"target": args.target, "metric": "logit_diff_recovered",
@@ -79,12 +92,22 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         assert w.run(), "the window refused to run"
         cancelled = False
+        next_line = t0 + 5.0
         while not (w.state.result is not None and w.controller.is_idle()) and not w.last_error:
             runner.app.processEvents()
             time.sleep(0.001)
-            if not cancelled and time.perf_counter() - t0 > args.max_seconds:
+            now = time.perf_counter()
+            if not cancelled and now - t0 > args.max_seconds:
                 w.cancel()
                 cancelled = True
+            if now > next_line and probe.gaps:
+                next_line = now + 5.0
+                g = np.array(probe.gaps) * 1000 - 5.0
+                c = np.array(probe.cpu) * 1000
+                shown = w.heatmap.values
+                cells = int(np.isfinite(shown).sum()) if shown is not None else 0
+                print(f"  t {now - t0:6.1f} s  cells shown {cells}  {w.experiment.progress_text.text()[:40]!r}  "
+                      f"max stall {g.max():.0f} ms  max GUI CPU in a gap {c.max():.0f} ms", flush=True)
         elapsed = time.perf_counter() - t0
         probe.timer.stop()
         r = w.state.result
@@ -107,6 +130,9 @@ def main(argv=None) -> int:
           ", ".join(f"{gaps[i]:.0f} at {at[i]:.1f} s cpu {cpu[i]:.0f}" for i in worst))
     busy = gaps[cpu > 0.8 * (gaps + 5.0)] if gaps.size else gaps
     print(f"max stall with the GUI thread busy itself: {busy.max() if busy.size else 0:.0f} ms")
+    print(f"GUI-thread CPU per gap: max {cpu.max():.1f} ms, p99 {np.percentile(cpu, 99):.1f} ms, "
+          f"gaps with > 20 ms of GUI CPU: {(cpu > 20).sum()}, with > 50 ms: {(cpu > 50).sum()}; "
+          f"GUI thread CPU in all {cpu.sum() / 1000:.1f} s of {elapsed:.1f} s")
     if w.last_error:
         print("error:", w.last_error)
     return 0

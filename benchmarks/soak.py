@@ -11,7 +11,12 @@ memory (``VmRSS``), the number of OS threads and of open file descriptors; it pr
 least-squares resident-memory slope per run after a warm-up, and the thread and file-handle
 counts at the start and end of each phase.
 
+In window mode the app's garbage-collection guard is installed (as ``patchlab app`` does) and
+each run waits for the autosave the window writes after a sweep, so a writer thread still
+running is not counted as thread growth. One line per run (``--every N``: every N-th).
+
 Run: ``.venv/bin/python benchmarks/soak.py [--mode window|generator] [--toy-runs 200] [--gpt2-runs 30] [--json out.json]``
+Quick check: ``--mode window --toy-runs 20 --gpt2-runs 0``.
 Goal (issue 11): slope < 1 MB per run after warm-up, no thread or file-handle growth.
 """
 
@@ -44,6 +49,17 @@ def n_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def thread_names() -> list[str]:
+    """OS thread names (``/proc/self/task/*/comm``): which thread appeared, if one did."""
+    out = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            out.append((task / "comm").read_text().strip())
+        except OSError:
+            pass
+    return sorted(out)
+
+
 def n_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -67,7 +83,7 @@ def drain(gen):
 
 
 def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, sweep=None,
-         collect: bool = False) -> dict:
+         collect: bool = False, every: int = 1) -> dict:
     from patchlab.gui.preview import preview_then_exact
 
     def gen_sweep(target):
@@ -91,7 +107,7 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
         # Python 3.11's None is not immortal: a C extension that drops one reference too many
         # per call shows as a falling count here, long before the "none_dealloc" abort
         nones.append(sys.getrefcount(None))
-        if (i + 1) % max(1, runs // 10) == 0:
+        if (i + 1) % max(1, every) == 0 or i + 1 == runs:
             print(f"  {label}: run {i + 1}/{runs}  rss {rss[-1]:.1f} MB  threads {threads[-1]}  "
                   f"fds {fds[-1]}  None refs {nones[-1]}  {times[-1]:.2f} s/run", flush=True)
     del kept
@@ -102,7 +118,8 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
         "rss_slope_mb_per_run": slope(after),
         "rss_max_minus_min_after_warmup_mb": (max(after) - min(after)) if after else float("nan"),
         "threads_start": threads[0], "threads_end": threads[-1], "threads_max": max(threads),
-        "fds_start": fds[0], "fds_end": fds[-1], "fds_max": max(fds),
+        "threads_after_warmup": threads[min(warmup, runs - 1)], "thread_names_end": thread_names(),
+        "fds_start": fds[0], "fds_end": fds[-1], "fds_max": max(fds), "fds_after_warmup": fds[min(warmup, runs - 1)],
         "s_per_run": float(np.median(times)),
         "none_refcount_slope_per_run": slope(nones[warmup:]), "none_refcount_end": nones[-1],
     }
@@ -111,16 +128,23 @@ def soak(model, pairs, runs: int, targets: list[str], warmup: int, label: str, s
 class WindowRunner:
     """One off-screen main window; ``sweep(target)`` clicks Run and waits for the result."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, gc_guard: bool = True):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
         from PySide6.QtCore import QSettings
 
         from patchlab.gui.app import ensure_app, make_window
 
         self.app = ensure_app([])
+        self.guard = None
+        if gc_guard:
+            from patchlab.gui import gc_guard as guard
+
+            self.guard = guard.install(self.app)  # cyclic GC on this thread only, as the app does
         self.w = make_window(settings=QSettings(str(tmp / "settings.ini"), QSettings.IniFormat),
                              autosave_path=tmp / "autosave.patchlab", restore=False, load_default=False)
         self.w.quiet = True
+        if self.guard is not None:
+            self.w.controller.modelChanged.connect(self.guard.refreeze)
         self.w.resize(1280, 720)
         self.w.show()
 
@@ -149,6 +173,8 @@ class WindowRunner:
         self.wait(lambda: (w.state.result is not None and w.state.result is not before
                            and w.controller.is_idle()) or bool(w.last_error))
         assert not w.last_error, w.last_error
+        w.writer.wait()  # the autosave after the run (the writer thread then ends)
+        self.app.processEvents()
         return w.state.result
 
     def close(self) -> None:
@@ -157,9 +183,9 @@ class WindowRunner:
 
 
 def soak_window(runner: WindowRunner, runs: int, targets: list[str], warmup: int, label: str,
-                collect: bool = False) -> dict:
+                collect: bool = False, every: int = 1) -> dict:
     """As :func:`soak`, clicking Run in the window for each sweep."""
-    return soak(None, None, runs, targets, warmup, label, sweep=runner.sweep, collect=collect)
+    return soak(None, None, runs, targets, warmup, label, sweep=runner.sweep, collect=collect, every=every)
 
 
 def main(argv=None) -> int:
@@ -168,12 +194,13 @@ def main(argv=None) -> int:
                         help="window: click Run in the off-screen main window (default); generator: "
                         "drain the worker's generator in this thread")
     parser.add_argument("--toy-runs", type=int, default=200)
-    parser.add_argument("--gpt2-runs", type=int, default=30)
+    parser.add_argument("--gpt2-runs", "--gpt-runs", type=int, default=30)
     parser.add_argument("--warmup", type=float, default=0.2, help="fraction of runs ignored for the slope")
     parser.add_argument("--gpt2-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores - 1)")
     parser.add_argument("--gc", action="store_true", help="force a garbage collection before each reading")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--every", type=int, default=1, help="print a line every N runs (default: each run)")
     args = parser.parse_args(argv)
 
     import torch
@@ -181,8 +208,13 @@ def main(argv=None) -> int:
     import patchlab
 
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
+    extra = ""
+    if args.mode == "window":
+        import PySide6
+
+        extra = f", PySide6 {PySide6.__version__}, Python {sys.version.split()[0]}"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.1f}", flush=True)
+          f"load {os.getloadavg()[0]:.1f}{extra}", flush=True)
     out = []
     toy_targets = ["attn_head_out_all_pos", "resid_pre", "attn_head_out_by_pos"]
     gpt2_targets = ["attn_head_out_all_pos", "resid_pre"]
@@ -195,10 +227,10 @@ def main(argv=None) -> int:
                 del model
                 runner.load("toy-attn2", pair)
                 out.append(soak_window(runner, args.toy_runs, toy_targets, int(args.toy_runs * args.warmup),
-                                       "toy-attn2 (window)"))
+                                       "toy-attn2 (window)", collect=args.gc, every=args.every))
             else:
                 out.append(soak(model, [pair], args.toy_runs, toy_targets, int(args.toy_runs * args.warmup),
-                                "toy-attn2", collect=args.gc))
+                                "toy-attn2", collect=args.gc, every=args.every))
                 del model
         if args.gpt2_runs:
             from bench_patching import build_model, make_pair
@@ -210,25 +242,28 @@ def main(argv=None) -> int:
                 del model
                 runner.load(str(folder), pair)
                 out.append(soak_window(runner, args.gpt2_runs, gpt2_targets, int(args.gpt2_runs * args.warmup),
-                                       "gpt2-small-shape (window)"))
+                                       "gpt2-small-shape (window)", collect=args.gc, every=args.every))
             else:
                 out.append(soak(model, [pair], args.gpt2_runs, gpt2_targets, int(args.gpt2_runs * args.warmup),
-                                "gpt2-small-shape", collect=args.gc))
+                                "gpt2-small-shape", collect=args.gc, every=args.every))
         if runner:
             runner.close()
     print()
-    print("| model | runs (warm-up) | RSS after warm-up -> end (MB) | slope (MB/run) | threads start/end/max | fds start/end/max | None refs/run | s/run |")
+    print("| model | runs (warm-up) | RSS after warm-up -> end (MB) | slope (MB/run) | threads start/after warm-up/end/max | fds start/after warm-up/end/max | None refs/run | s/run |")
     print("|---|---|---|---|---|---|---|---|")
     for r in out:
         print(f"| {r['label']} | {r['runs']} ({r['warmup']}) | {r['rss_start_mb']:.1f} -> {r['rss_end_mb']:.1f} | "
-              f"{r['rss_slope_mb_per_run']:+.3f} | {r['threads_start']}/{r['threads_end']}/{r['threads_max']} | "
-              f"{r['fds_start']}/{r['fds_end']}/{r['fds_max']} | {r['none_refcount_slope_per_run']:+.1f} | "
+              f"{r['rss_slope_mb_per_run']:+.3f} | {r['threads_start']}/{r['threads_after_warmup']}/{r['threads_end']}/"
+              f"{r['threads_max']} | {r['fds_start']}/{r['fds_after_warmup']}/{r['fds_end']}/{r['fds_max']} | "
+              f"{r['none_refcount_slope_per_run']:+.1f} | "
               f"{r['s_per_run']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
-    ok = all(r["rss_slope_mb_per_run"] < 1.0 and r["threads_end"] <= r["threads_start"]
-             and r["fds_end"] <= r["fds_start"] for r in out)
-    print("goal met (slope < 1 MB/run, no thread or file-handle growth):", "yes" if ok else "NO")
+    for r in out:
+        print(f"{r['label']}: threads at the end: {', '.join(r['thread_names_end'])}")
+    ok = all(r["rss_slope_mb_per_run"] < 1.0 and r["threads_end"] <= r["threads_after_warmup"]
+             and r["fds_end"] <= r["fds_after_warmup"] for r in out)
+    print("goal met (slope < 1 MB/run, no thread or file-handle growth after warm-up):", "yes" if ok else "NO")
     return 0
 
 

@@ -16,12 +16,20 @@ import numpy as np
 import torch
 
 from patchlab.core.errors import Cancelled, InputError, TargetUnavailableError
-from patchlab.core.metrics import RAW, aggregate, base_metric, check_direction, check_metric
+from patchlab.core.metrics import RAW
 from patchlab.core.pairs import PromptPair
 from patchlab.core.result import PatchResult
-from patchlab.engine.context import as_stop, check_stop
-from patchlab.engine.paths import PathEvent, batch_rows, direct_logits, finish, total_rows
-from patchlab.engine.pathsetup import Sender, meta, no_mlp_message, sender_delta, setup
+from patchlab.engine.context import check_stop
+from patchlab.engine.paths import (
+    PathEvent,
+    aggregate_raw,
+    direct_logits,
+    finish,
+    open_run,
+    rows_per_pass,
+    total_rows,
+)
+from patchlab.engine.pathsetup import Sender, meta, no_mlp_message, sender_delta
 
 COMPONENTS = ("heads", "mlps", "all")
 EFFECTS = ("total", "direct", "indirect")
@@ -58,15 +66,11 @@ def iter_effects(
     batch_size: int | None = None,
 ) -> Generator[PathEvent, None, PatchResult]:
     """Effects as a generator, one :class:`PathEvent` per layer; see :func:`effects`."""
-    t0 = time.perf_counter()
-    stop_fn = as_stop(stop)
-    check_metric(metric)
-    check_direction(direction)
-    senders = components_of(model, components)
-    st = setup(model, pairs, metric, direction)
+    t0, stop_fn, senders, st = open_run(model, pairs, metric, direction, stop,
+                                        lambda: components_of(model, components))
     n_pairs, S, L = len(st.runs), len(senders), st.n_layers
     raw = {e: {q: np.full((n_pairs, S), np.nan) for q in RAW} for e in ("total", "direct")}
-    cap = batch_size or batch_rows(st, max(tp.n_pos for tp in st.ctx.pairs))
+    cap = rows_per_pass(st, batch_size)
     cancelled = False
     try:
         for layer in range(L):
@@ -91,11 +95,9 @@ def iter_effects(
             yield PathEvent(done=layer + 1, total=L, layer=layer, elapsed=time.perf_counter() - t0)
     except Cancelled:
         cancelled = True
-    ctx = st.ctx
-    bm = base_metric(metric)
     vals, per = {}, {}
     for e in ("total", "direct"):
-        vals[e], per[e] = aggregate(metric, raw[e][bm], ctx.base_raw[bm], ctx.source_raw[bm])
+        vals[e], per[e] = aggregate_raw(st, metric, raw[e])
     values = np.stack([vals["total"], vals["direct"], vals["total"] - vals["direct"]])
     per_pair = np.stack([per["total"], per["direct"], per["total"] - per["direct"]], axis=1)
     extra = {

@@ -15,15 +15,15 @@ import numpy as np
 import torch
 
 from patchlab.core.errors import InputError, TargetUnavailableError
-from patchlab.core.metrics import RAW, aggregate, base_metric, check_direction, check_metric
+from patchlab.core.metrics import RAW, aggregate, base_metric
 from patchlab.core.neurons import NeuronResult
 from patchlab.core.pairs import PromptPair
 from patchlab.engine.attribution import check_available
 from patchlab.engine.attribution_pass import estimates
-from patchlab.engine.context import as_stop, check_stop, hook_name, source_and_base
+from patchlab.engine.context import check_stop, hook_name, source_and_base
 from patchlab.engine.decompose import _direction
-from patchlab.engine.paths import PathEvent, batch_rows, finish
-from patchlab.engine.pathsetup import PathSetup, meta, no_mlp_message, setup
+from patchlab.engine.paths import PathEvent, finish, open_run, rows_per_pass
+from patchlab.engine.pathsetup import PathSetup, meta, no_mlp_message
 
 TARGET = "mlp_post_neuron"
 
@@ -98,14 +98,14 @@ def iter_neurons(
     batch_size: int | None = None,
 ) -> Generator[PathEvent, None, NeuronResult]:
     """The neuron screen as a generator (events: estimate, then exact per pair); see :func:`neurons`."""
-    t0 = time.perf_counter()
-    stop_fn = as_stop(stop)
-    check_metric(metric)
-    check_direction(direction)
-    layer = check_layer(model, layer)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise InputError(f"k must be a whole number of neurons to patch exactly (0 or more), got {k!r}.")
-    st = setup(model, pairs, metric, direction, target=TARGET, cache_base=True)
+    def checked_layer(asked: Any = layer) -> int:
+        good = check_layer(model, asked)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise InputError(f"k must be a whole number of neurons to patch exactly (0 or more), got {k!r}.")
+        return good
+
+    t0, stop_fn, layer, st = open_run(model, pairs, metric, direction, stop, checked_layer,
+                                      target=TARGET, cache_base=True)
     ctx = st.ctx
     name = hook_name(ctx.target, layer)
     d_mlp = int(ctx.source_caches[0][name].shape[-1])
@@ -124,7 +124,7 @@ def iter_neurons(
     yield PathEvent(done=1, total=1 + n_pairs, layer=layer, elapsed=time.perf_counter() - t0)
     exact_raw = {q: np.full((n_pairs, d_mlp), np.nan) for q in RAW}
     if top:
-        cap = batch_size or batch_rows(st, max(tp.n_pos for tp in ctx.pairs))
+        cap = rows_per_pass(st, batch_size)
         W_out = st.w.layers[layer].W_out[top]  # [k, d]
         for p, pr in enumerate(st.runs):
             check_stop(stop_fn)

@@ -130,12 +130,9 @@ def iter_score_pairs(model: Any, pairs: Sequence[PromptPair], stop: Any = None, 
 
 def score_pairs(model: Any, pairs: Sequence[PromptPair], **kwargs: Any) -> list[PairRow]:
     """All rows of :func:`iter_score_pairs` at once."""
-    gen = iter_score_pairs(model, pairs, **kwargs)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as end:
-            return end.value
+    from patchlab.engine.sweep import run_to_end
+
+    return run_to_end(iter_score_pairs(model, pairs, **kwargs))
 
 
 def accuracy(rows: Sequence[PairRow]) -> float:

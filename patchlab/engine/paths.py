@@ -13,9 +13,9 @@ from the base run (positions before the prompts' first difference are reused), a
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from patchlab.engine.pathsetup import (
 )
 from patchlab.engine.quantities import last_quantities
 
+T = TypeVar("T")  # what a generator's own argument check returns (see open_run)
 RECEIVERS = {
     "q": "every later head's query input",
     "k": "every later head's key input (per key/value head under grouped-query attention)",
@@ -180,6 +181,38 @@ def batch_rows(st: PathSetup, n_pos: int) -> int:
     return choose_batch(per, st.ctx.base_tokens(0).device, limit=4096)
 
 
+def open_run(model: Any, pairs: PromptPair | Sequence[PromptPair], metric: str, direction: str, stop: Any,
+             check: Callable[[], T], **setup_kw: Any) -> tuple[float, Callable[[], bool], T, PathSetup]:
+    """The opening every path-patching generator shares (path patching, effects, neuron screen).
+
+    Starts the clock, makes the stop callable, validates ``metric`` and ``direction``, runs the
+    caller's own argument checks ``check()`` (before the costly part: bad input fails at once),
+    then :func:`~patchlab.engine.pathsetup.setup` (``setup_kw``: its ``target``, ``cache_base``).
+
+    Returns
+    -------
+    (t0, stop_fn, checked, st)
+        Start time, stop callable, what ``check()`` returned, the pairs' runs.
+    """
+    t0 = time.perf_counter()
+    stop_fn = as_stop(stop)
+    check_metric(metric)
+    check_direction(direction)
+    checked = check()
+    return t0, stop_fn, checked, setup(model, pairs, metric, direction, **setup_kw)
+
+
+def rows_per_pass(st: PathSetup, batch_size: int | None) -> int:
+    """``batch_size``, else the rows per forward pass that free memory allows for the longest pair."""
+    return batch_size or batch_rows(st, max(tp.n_pos for tp in st.ctx.pairs))
+
+
+def aggregate_raw(st: PathSetup, metric: str, raw: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``metric`` over pairs and per pair, from raw quantities ``{quantity: [pair, ...]}``."""
+    bm = base_metric(metric)
+    return aggregate(metric, raw[bm], st.ctx.base_raw[bm], st.ctx.source_raw[bm])
+
+
 def _labels(st: PathSetup, senders: list[Sender], multi: bool, receiver: str) -> tuple[tuple[str, ...], dict[str, list[str]]]:
     L = st.n_layers
     axes: tuple[str, ...]
@@ -217,12 +250,8 @@ def iter_path_patch(
     batch_size: int | None = None,
 ) -> Generator[PathEvent, None, PatchResult]:
     """Path patching as a generator: one :class:`PathEvent` per receiver layer; see :func:`path_patch`."""
-    t0 = time.perf_counter()
-    stop_fn = as_stop(stop)
-    check_metric(metric)
-    check_direction(direction)
-    senders, multi = parse_senders(model, sender)
-    st = setup(model, pairs, metric, direction)
+    t0, stop_fn, (senders, multi), st = open_run(model, pairs, metric, direction, stop,
+                                                 lambda: parse_senders(model, sender))
     check_receiver(st, receiver)
     L, R = st.n_layers, n_receivers(st, receiver)
     layers = [None] if receiver == "logits" else list(range(L))
@@ -234,7 +263,7 @@ def iter_path_patch(
     n_pairs = len(st.runs)
     shape = (len(senders), 1) if receiver == "logits" else (len(senders), L) + ((R,) if receiver != "mlp" else ())
     raw = {q: np.full((n_pairs, *shape), np.nan) for q in RAW}
-    cap = batch_size or batch_rows(st, max(tp.n_pos for tp in st.ctx.pairs))
+    cap = rows_per_pass(st, batch_size)
     done = 0
     cancelled = False
     try:
@@ -262,11 +291,9 @@ def iter_path_patch(
             yield PathEvent(done=done, total=len(layers), layer=layer, elapsed=time.perf_counter() - t0)
     except Cancelled:
         cancelled = True
-    ctx = st.ctx
-    bm = base_metric(metric)
     if not multi:
         raw = {k: v[:, 0] for k, v in raw.items()}
-    values, per_pair = aggregate(metric, raw[bm], ctx.base_raw[bm], ctx.source_raw[bm])
+    values, per_pair = aggregate_raw(st, metric, raw)
     axes, labels = _labels(st, senders, multi, receiver)
     extra = {
         "target": f"path:{'heads' if multi else senders[0].label}->{receiver}",

@@ -50,13 +50,51 @@ def toy_groups(model: Any) -> list[str] | None:
     return groups
 
 
+def unknown_words(model: Any, text: str) -> list[str]:
+    """The words of ``text`` that ``model``'s vocabulary lacks (empty for BPE vocabularies).
+
+    A word-level vocabulary (the toy models) reads every word it lacks as its one unknown-word
+    token (``<unk>``), so a row or column for it would stand for all of them at once. The
+    unknown-word token typed on purpose is not counted: GPT-2's unk token is ``<|endoftext|>``.
+    """
+    tok = model.tokenizer
+    unk_id, unk = getattr(tok, "unk_token_id", None), getattr(tok, "unk_token", None)
+    if unk_id is None:
+        return []
+    try:
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        spans = [text[a:b] for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]) if i == unk_id]
+    except (NotImplementedError, ValueError, TypeError):  # slow tokenizers have no offsets: word by word
+        spans = [w for w in text.split() if unk_id in tok(w, add_special_tokens=False)["input_ids"]]
+    return [w.strip() for w in spans if w.strip() and w.strip() != unk]
+
+
+def _refuse_unknown(model: Any, text: str, where: str) -> None:
+    """An :class:`InputError` naming the unknown words of ``text`` (``where``: "the token list"...).
+
+    The pair editor marks the same words red in its token strip; here a weight view would show
+    one meaningless ``<unk>`` row for them, so it refuses and says which words to change.
+    """
+    words = unknown_words(model, text)
+    if words:
+        unique = list(dict.fromkeys(words))
+        hint = (" (the toy language's words: patchlab.toy.language.vocabulary())"
+                if toy_groups(model) is not None else "")
+        verb, each = ("is", "it") if len(unique) == 1 else ("are", "each")
+        raise InputError(f"{', '.join(map(repr, unique))} (in {where}) {verb} not in the model's vocabulary: "
+                         f"{each} would be read as "
+                         f"{model.tokenizer.unk_token}, the one token for every unknown word. Use words "
+                         f"the model knows{hint}.")
+
+
 def token_set(model: Any, tokens: Sequence[str | int] | None = None,
               pairs: Sequence[Any] | None = None) -> tuple[list[int], list[str], list[str]]:
     """Token ids, labels and groups for the token axes.
 
     Toy models without a list: the whole vocabulary grouped by word class. Otherwise the tokens
     of ``pairs`` (prompts, answers) in order of first appearance, then ``tokens`` (each a single
-    token: a string or an id).
+    token: a string or an id). Words the vocabulary lacks (word-level vocabularies read them all as
+    one ``<unk>`` token) raise an :class:`InputError` naming them.
     """
     if tokens is None and pairs is None:
         groups = toy_groups(model)
@@ -76,11 +114,13 @@ def token_set(model: Any, tokens: Sequence[str | int] | None = None,
             labels.append(model.tokenizer.decode([i]))
             groups.append(group)
 
-    for p in pairs or ():
-        for text in (p.clean, p.corrupted):
+    for n, p in enumerate(pairs or (), start=1):
+        for text, role in ((p.clean, "clean prompt"), (p.corrupted, "corrupted prompt")):
+            _refuse_unknown(model, text, f"pair {n}'s {role}")
             for i in model.to_tokens(text, prepend_bos=False)[0].tolist():
                 add(int(i), "pairs")
-        for text in (p.answer, p.wrong):
+        for text, role in ((p.answer, "answer"), (p.wrong, "wrong answer")):
+            _refuse_unknown(model, text, f"pair {n}'s {role}")
             add(single_token_id(model, text, "answer"), "pairs")
     for t in tokens or ():
         if isinstance(t, (int, np.integer)):
@@ -88,6 +128,7 @@ def token_set(model: Any, tokens: Sequence[str | int] | None = None,
                 raise InputError(f"Token id {t} is outside the vocabulary (0-{int(model.cfg.d_vocab) - 1}).")
             add(int(t), "tokens")
         else:
+            _refuse_unknown(model, str(t), "the token list")
             add(single_token_id(model, str(t), "token"), "tokens")
     if not ids:
         raise InputError("No tokens to show: give at least one token.")

@@ -99,15 +99,28 @@ def fit_to_screen(window, width: int = 1400, height: int = 900, keep_size: bool 
         window.move(max(x, avail.x()), max(y, avail.y()))
 
 
+def _exec(app: QApplication) -> int:
+    """The event loop (a function of its own so tests can run :func:`run_app` without it)."""
+    return int(app.exec())
+
+
 def run_app(argv: list[str] | None = None) -> int:
     """Open the main window; the default model loads in the background. Returns the exit code."""
+    from patchlab.gui import gc_guard
+
     argv = list(argv if argv is not None else sys.argv[1:])
     sessions = [a for a in argv if a.endswith(".patchlab")]
     app = ensure_app([a for a in argv if a not in sessions])
+    import patchlab.gui.main_window  # noqa: F401 - imported before the freeze below
+
+    # cyclic GC only on this (the GUI) thread: a worker thread's collection freed Qt wrappers
+    # off the GUI thread and crashed; the start-up heap goes to the permanent generation
+    guard = gc_guard.install(app, freeze=True)
     window = make_window(autosave_path=default_autosave_path(), restore=not sessions,
                          load_default=not sessions)
+    window.controller.modelChanged.connect(guard.refreeze)  # torch & the model: frozen once loaded
     if sessions and not window.open_session(sessions[0]):
         window.load_model("", "auto", "float32", "compat")  # the message says why
     fit_to_screen(window, keep_size=window.qsettings.value("window/geometry") is not None)
     window.show()
-    return int(app.exec())
+    return _exec(app)

@@ -1,6 +1,8 @@
-"""The main window: layout and wiring. The state (:class:`~patchlab.gui.state.AppState`) holds
-what is shown; presenters turn job events and state changes into view calls; services read and
-write files. Methods here are the window's public actions (menus, shortcuts, tests, screenshots).
+"""The main window: wiring. The state (:class:`~patchlab.gui.state.AppState`) holds what is
+shown; presenters turn job events and state changes into view calls; services read and write
+files. Methods here are the window's public actions (menus, shortcuts, tests, screenshots).
+Elsewhere: the widget tree (``window_layout``), the status line and error messages (``status``),
+the menus (``menus``), the Trace/Weights/Text tabs (``analysis_tabs``).
 """
 
 from __future__ import annotations
@@ -9,17 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QGroupBox,
-    QLabel,
-    QMainWindow,
-    QMessageBox,
-    QScrollArea,
-    QSplitter,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QMainWindow, QMessageBox
 
 from patchlab.core.errors import PatchlabError
 from patchlab.gui.controller import Controller
@@ -33,10 +25,12 @@ from patchlab.gui.presenters.stale import StalePresenter
 from patchlab.gui.presenters.stats import StatsPresenter
 from patchlab.gui.presenters.sweep import SweepPresenter
 from patchlab.gui.preview import preview_then_exact
-from patchlab.gui.services import errorlog, exports, sessions
+from patchlab.gui.services import exports, sessions
 from patchlab.gui.services import settings as settings_service
 from patchlab.gui.services.background import BackgroundWriter
+from patchlab.gui.services.saving import SessionSaver
 from patchlab.gui.state import AppState, RunSpec
+from patchlab.gui.status import StatusReporter
 from patchlab.gui.views.cell_pairs import CellPairsView
 from patchlab.gui.views.decompose_view import DecomposeView
 from patchlab.gui.views.experiment_panel import ExperimentPanel
@@ -46,15 +40,7 @@ from patchlab.gui.views.pair_editor import PairEditor
 from patchlab.gui.views.pair_scope import PairScopeBar
 from patchlab.gui.views.readouts import ReadoutPanel
 from patchlab.gui.views.scatter_view import ScatterView
-
-
-def engine_text(meta: dict) -> str:
-    """Status-line text: which engine ran the sweep, and why it fell back (issue 13 item 5)."""
-    path = meta.get("engine_path") or ""
-    if not path:
-        return ""
-    reason = meta.get("fallback_reason") or ""
-    return f"engine: {path}" + (f" (fallback: {reason})" if reason else "")
+from patchlab.gui.window_layout import build_layout
 
 
 def _engine():
@@ -62,6 +48,13 @@ def _engine():
     from patchlab.engine import loading, readout, sweep
 
     return loading, sweep, readout
+
+
+def _reported(name: str) -> property:
+    """The window's name for attribute ``name`` of its :class:`StatusReporter` (read and set)."""
+    return property(lambda self: getattr(self.reporter, name),
+                    lambda self, value: setattr(self.reporter, name, value),
+                    doc=f"``self.reporter.{name}`` (see :class:`~patchlab.gui.status.StatusReporter`).")
 
 
 class MainWindow(QMainWindow):
@@ -82,8 +75,10 @@ class MainWindow(QMainWindow):
         The worker; ``controller.model`` is the loaded model.
     sweep, readout_presenter, decompose_presenter, pairs_presenter, stats_presenter,
     difference_presenter, score_presenter : presenters
-    last_error : str or None
-        The last failure message shown (tests and the screenshot tool read it).
+    reporter : StatusReporter
+        Status line, error dialogs and error log; ``quiet``, ``last_error`` (the last failure
+        shown: tests and the screenshot tool read it), ``last_details`` and ``error_log_path``
+        are its attributes under the window's names.
     """
 
     def __init__(self, settings: QSettings | None = None, autosave_path: Path | None = None) -> None:
@@ -94,13 +89,13 @@ class MainWindow(QMainWindow):
         self.qsettings = settings if settings is not None else QSettings("patchlab", "patchlab")
         self.autosave_path = autosave_path
         self.session_path: Path | None = None
-        self.quiet = False  # no modal dialogs (tests, screenshots)
-        self.last_error: str | None = None
-        self.error_log_path: Path | None = errorlog.default_log_path()  # tests: a temp file
-        self.last_details = ""
         self.state = AppState(self)
         self.controller = Controller(self)
         self.writer = BackgroundWriter(self)  # CSV / JSON / session writes off the GUI thread
+        self.reporter = StatusReporter(self, self.writer)  # status line, error dialogs, error log
+        self.status_engine = self.reporter.engine_label
+        self.status_model = self.reporter.model_label
+        self.saver = SessionSaver(self)  # session saves, autosave after runs and on close
 
         self.model_panel = ModelPanel(list_embedded(), available_devices())
         self.pair_editor = PairEditor()
@@ -112,17 +107,17 @@ class MainWindow(QMainWindow):
         self.scatter = ScatterView()
         self.cell_pairs = CellPairsView()
         self.difference = HeatmapView()
-        self._layout()
+        build_layout(self)
 
         c = self.controller
         c.on_done("suggest", self._done_suggest)
         self.sweep = SweepPresenter(self.state, self.heatmap, self.scatter, self.experiment,
-                                    self.notify, self._record_error)
+                                    self.notify, self.reporter.record_error)
         c.on_progress("sweep", self.sweep.on_progress)
         c.on_done("sweep", self.sweep.on_done)
         self.readout_presenter = ReadoutPresenter(self.state, c, self.readouts, self.heatmap.describe)
         self.decompose_presenter = DecomposePresenter(self.state, c, self.decompose_view,
-                                                      self.experiment, self._record_error)
+                                                      self.experiment, self.reporter.record_error)
         self.pairs_presenter = PairsPresenter(self.state, self.pair_editor, self.scope_bar,
                                               lambda: self.controller.model, self.experiment.run_btn.setEnabled)
         self.difference_presenter = DifferencePresenter(self.state, self.difference)
@@ -135,8 +130,9 @@ class MainWindow(QMainWindow):
         self.pair_editor.suggestRequested.connect(self.suggest)
         self.experiment.runRequested.connect(self.run)
         self.experiment.cancelRequested.connect(self.cancel)
-        self.experiment.detailsRequested.connect(self.show_details)
-        c.done.connect(self._after_job)
+        self.experiment.detailsRequested.connect(
+            lambda details: self.reporter.show_details(self.experiment.progress_text.text(), details))
+        c.done.connect(self.reporter.after_job)
         self.heatmap.cellSelected.connect(self.state.set_cell)
         self.heatmap.cbd.toggled.connect(self.decompose_view.set_colour_blind)
         self.decompose_view.runRequested.connect(self.run_decompose)
@@ -149,126 +145,31 @@ class MainWindow(QMainWindow):
         self.model_presenter.update_title()
         self.pairs_presenter.pull()
 
-    def _layout(self) -> None:
-        side = QWidget()
-        side_lay = QVBoxLayout(side)
-        for title, w in (("Model", self.model_panel), ("Prompt pairs", self.pair_editor),
-                         ("Experiment", self.experiment)):
-            box = QGroupBox(title)
-            QVBoxLayout(box).addWidget(w)
-            side_lay.addWidget(box)
-        side_lay.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidget(side)
-        scroll.setWidgetResizable(True)
-        # no sideways scrolling: the area is as wide as the panel's minimum plus the bar
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(side.minimumSizeHint().width()
-                               + scroll.verticalScrollBar().sizeHint().width() + 2 * scroll.frameWidth())
-        self.side_scroll = scroll
-        left = QWidget()
-        left_lay = QVBoxLayout(left)
-        left_lay.setContentsMargins(0, 0, 0, 0)
-        left_lay.addWidget(scroll, 1)
-        left_lay.addWidget(self.experiment.bar)  # Run/Cancel pinned below the scroll area
-        patch_tab = QSplitter(Qt.Vertical)
-        patch_tab.addWidget(self.heatmap)
-        patch_tab.addWidget(self.readouts)
-        patch_tab.setStretchFactor(0, 3)
-        patch_tab.setStretchFactor(1, 2)
-        self.tabs = QTabWidget()
-        self.tabs.addTab(patch_tab, "Patching")
-        self.tabs.addTab(self.cell_pairs, "Pairs at cell")
-        self.tabs.addTab(self.scatter, "Estimate vs exact")
-        self.tabs.addTab(self.difference, "Difference")
-        self.tabs.addTab(self.decompose_view, "Decompose")
-        right = QWidget()
-        right_lay = QVBoxLayout(right)
-        right_lay.setContentsMargins(0, 0, 0, 0)
-        right_lay.addWidget(self.scope_bar)
-        right_lay.addWidget(self.tabs, 1)
-        split = QSplitter(Qt.Horizontal)
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setCollapsible(0, False)
-        split.setStretchFactor(1, 1)
-        self.setCentralWidget(split)
-        self.status_engine = QLabel("")
-        self.status_engine.setAccessibleName("engine of the last run")
-        self.statusBar().addPermanentWidget(self.status_engine)
-        self.status_model = QLabel("no model")
-        self.statusBar().addPermanentWidget(self.status_model)
-
     def _add_analysis_tabs(self) -> None:
         """Trace, Weights and Text tabs (issues 9 and 10): each a view and its presenter."""
         from patchlab.gui.analysis_tabs import add_analysis_tabs
 
         add_analysis_tabs(self)
 
-    # -- messages -------------------------------------------------------------------------
+    # -- messages (kept by ``self.reporter``; these are the window's names for them) -----
+    quiet = _reported("quiet")
+    last_error = _reported("last_error")
+    last_details = _reported("last_details")
+    error_log_path = _reported("error_log_path")
+
     def notify(self, text: str, timeout_ms: int = 5000) -> None:
-        self.statusBar().showMessage(text, timeout_ms)
+        self.reporter.notify(text, timeout_ms)
 
-    def _record_error(self, text: str) -> None:
-        self.last_error = text
-
-    @Slot(object)
-    def _after_job(self, out: Outcome) -> None:
-        """Every finished job: log tracebacks; say which engine a sweep ran on."""
-        if out.status.value == "error":
-            errorlog.log_error(self.error_log_path, out.kind, out.error or "", out.details)
-        if out.kind != "sweep" or not out.ok or out.value is None:
-            return
-        meta = getattr(out.value, "meta", {})
-        if meta.get("partial"):
-            errorlog.log_error(self.error_log_path, "sweep", str(meta.get("error")),
-                               meta.get("error_details", ""))
-        self.status_engine.setText(engine_text(meta))
-        self.status_engine.setToolTip(meta.get("fallback_reason") or "")
-
-    @Slot(str)
-    def show_details(self, details: str) -> None:
-        """The Details button: the traceback, and where the log file is."""
-        where = f"\n\nAlso written to {self.error_log_path}" if self.error_log_path else ""
-        self.last_details = details + where
-        if self.quiet:
-            return
-        box = QMessageBox(QMessageBox.Warning, "Error details", self.experiment.progress_text.text(),
-                          QMessageBox.Close, self)
-        box.setDetailedText(self.last_details)
-        box.exec()
     def show_error(self, title: str, text: str) -> None:
-        self.notify(text, 15000)
-        self.last_error = text
-        if not self.quiet:
-            QMessageBox.warning(self, title, text)
+        self.reporter.show_error(title, text)
 
     def report_errors(self, fn, *args):
         """Call ``fn(*args)``; a PatchlabError is shown (and None returned) instead of raised."""
-        try:
-            out = fn(*args)
-        except PatchlabError as exc:
-            self.show_error("Export failed", str(exc))
-            return None
-        self.notify(f"Exported {out}", 8000)
-        return out
+        return self.reporter.report_errors(fn, *args)
 
     def report_errors_later(self, fn, *args, then=None) -> None:
-        """:meth:`report_errors` with ``fn`` run off the GUI thread (file writes only: it must
-        touch no widget and no model); ``then(value)`` runs on the main thread on success."""
-        def done(value, error, details):
-            if isinstance(error, PatchlabError):
-                self.show_error("Export failed", str(error))
-            elif error is not None:
-                errorlog.log_error(self.error_log_path, "write", repr(error), details)
-                self.show_error("Export failed", f"{type(error).__name__}: {error}")
-            else:
-                self.notify(f"Saved {value}", 8000)
-                if then is not None:
-                    then(value)
-
-        self.notify("Writing\u2026", 0)
-        self.writer.submit(fn, *args, on_done=done)
+        """:meth:`report_errors` off the GUI thread (see :meth:`StatusReporter.report_errors_later`)."""
+        self.reporter.report_errors_later(fn, *args, then=then)
 
     # -- model ----------------------------------------------------------------------------
     @Slot(str, str, str, str)
@@ -396,23 +297,11 @@ class MainWindow(QMainWindow):
         return True
 
     def save_session(self, path: str | Path) -> bool:
-        try:
-            sessions.save(self.state, self.session_settings(), path)
-        except PatchlabError as exc:
-            self.show_error("Cannot save session", str(exc))
-            return False
-        self.session_path = Path(path)
-        self._add_recent_session(str(path))
-        self.notify(f"Saved {path}", 5000)
-        return True
+        """Save in the background (``writer.wait()`` waits for it); False if it cannot start."""
+        return self.saver.save(path)
 
     def autosave(self) -> None:
-        if self.autosave_path is None:
-            return
-        try:
-            sessions.save(self.state, self.session_settings(), self.autosave_path)
-        except PatchlabError:
-            pass  # quitting must not be blocked by a full disk; nothing else to lose here
+        self.saver.autosave()
 
     def restore_autosave(self) -> bool:
         if self.autosave_path is None or not Path(self.autosave_path).is_file():
@@ -454,17 +343,7 @@ class MainWindow(QMainWindow):
         return exports.export_all(self.state, folder, self.figure, self.session_settings())
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
-        # the window closes whatever saving does: a bug or a full disk is logged, not raised
-        for step in (self.save_settings, self.autosave):
-            try:
-                step()
-            except Exception as exc:  # noqa: BLE001
-                import traceback
-
-                errorlog.log_error(self.error_log_path, "close", f"{step.__name__}: {exc!r}",
-                                   traceback.format_exc())
-        try:
-            self.writer.wait()  # a "Save" just before quitting completes
-            self.controller.shutdown()
+        try:  # the window closes whatever saving does: failures are logged, not raised
+            self.saver.close()
         finally:
             super().closeEvent(event)

@@ -152,13 +152,25 @@ class FileMenu(QObject):
     def export_data_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self.w, "Export data", "result.csv", "CSV (*.csv)")
         if path:
-            self.w.report_errors_later(self.w.export_data, path)  # CSV + JSON off the GUI thread
+            try:  # the results are picked here; CSV + JSON are written off the GUI thread
+                write = exports.data_writer(self.w.state, self.w.current_figure_name())
+            except PatchlabError as exc:
+                self.w.show_error("Export failed", str(exc))
+                return
+            self.w.report_errors_later(write, path)
 
     @Slot()
     def export_all_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self.w, "Export all to folder")
-        if folder:
-            self.w.report_errors(self.w.export_all, folder)
+        if not folder:
+            return
+        try:  # figures now (Qt needs the GUI thread); data files and the session on the writer
+            _figures, write_rest = exports.export_all_parts(self.w.state, folder, self.w.figure,
+                                                            self.w.session_settings())
+        except PatchlabError as exc:
+            self.w.show_error("Export failed", str(exc))
+            return
+        self.w.report_errors_later(write_rest)
 
     @Slot()
     def export_top_cells_dialog(self) -> None:

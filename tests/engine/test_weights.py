@@ -124,3 +124,33 @@ def test_token_axes_take_the_pairs_tokens_then_the_users(tiny_models):
     assert m.row_labels[n:] == [" the"] and m.row_groups[n:] == ["tokens"]  # " Mary" already there
     with pytest.raises(InputError, match="single token"):
         direct_path(model, tokens=[" the cat sat"])
+
+
+def test_unknown_toy_words_are_refused_by_name(tiny_models):
+    """Ground truth: the toy vocabulary lacks 'Zorro' and 'Quux', which its word-level tokenizer
+    would read as the one <unk> token; the weight views name them instead of showing <unk>."""
+    from patchlab.engine.weights import unknown_words
+    from patchlab.toy.language import UNK, vocabulary
+
+    model = patchlab.load_model("toy-attn2", device="cpu")
+    vocab = vocabulary()
+    assert "Zorro" not in vocab and "Quux" not in vocab
+    assert model.to_tokens("Zorro", prepend_bos=False)[0].tolist() == [vocab.index(UNK)]
+    with pytest.raises(InputError, match=r"'Zorro' \(in the token list\) is not in the model's vocabulary: it "
+                                         r"would be read as <unk>.*Use words the model knows"):
+        direct_path(model, tokens=[NAMES[0], "Zorro"])
+    with pytest.raises(InputError, match=r"'Zorro', 'Quux' \(in the token list\) are not"):
+        direct_path(model, tokens=["Zorro Quux"])
+    pair = patchlab.PromptPair(f"{NAMES[0]} {VERBS[0]}", f"Zorro {VERBS[0]}", NAMES[1], NAMES[2])
+    with pytest.raises(InputError, match=r"'Zorro' \(in pair 1's corrupted prompt\)"):
+        ov_circuit(model, 0, 0, pairs=[pair])
+    wrong = patchlab.PromptPair(f"{NAMES[0]} {VERBS[0]}", f"{NAMES[1]} {VERBS[0]}", NAMES[1], "Quux")
+    with pytest.raises(InputError, match=r"'Quux' \(in pair 1's wrong answer\)"):
+        direct_path(model, pairs=[wrong])
+    # known words, and the unknown-word token asked for on purpose, still work
+    m = direct_path(model, tokens=[NAMES[0], VERBS[1], UNK])
+    assert m.row_labels == [NAMES[0], VERBS[1], UNK]
+    # BPE vocabularies have no unknown words; GPT-2's unk token is <|endoftext|>, typed on purpose here
+    gpt2 = tiny_models["gpt2"]
+    assert unknown_words(gpt2, "Zorro <|endoftext|> xyzzy") == []
+    assert unknown_words(model, f"{NAMES[0]} Zorro {VERBS[0]} Quux") == ["Zorro", "Quux"]

@@ -175,6 +175,7 @@ def test_truncated_session_and_run_record(qtbot, window, tmp_path):
     wait_idle(qtbot, w)
     session = tmp_path / "s.patchlab"
     assert w.save_session(session)
+    w.writer.wait()  # sessions are written off the GUI thread
     text = session.read_text()
     session.write_text(text[: len(text) // 2])
     result = w.state.result
@@ -186,13 +187,14 @@ def test_truncated_session_and_run_record(qtbot, window, tmp_path):
         type(result).load_json(record)
 
 
-def test_close_survives_failing_autosave(qtbot, make_window, gui_model_name, monkeypatch):
+@pytest.mark.parametrize("where", ["snapshot", "write_snapshot"])  # GUI thread / writer thread
+def test_close_survives_failing_autosave(qtbot, make_window, gui_model_name, monkeypatch, where):
     from patchlab.gui.services import sessions
 
     w = make_window(gui_model_name)
     def broken(*args, **kwargs):
         raise RuntimeError("autosave bug")
-    monkeypatch.setattr(sessions, "save", broken)
+    monkeypatch.setattr(sessions, where, broken)
     assert w.close() and not w.isVisible()
     assert w.controller._closing, "the worker was shut down although autosave raised"
     assert "autosave bug" in w.error_log_path.read_text()

@@ -57,3 +57,55 @@ def test_restored_geometry_is_kept_when_it_fits(make_window, qtbot):
     before = w.geometry()
     fit_to_screen(w, keep_size=True, available=avail)
     assert w.geometry() == before
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_pairs_table_columns_fit_the_side_panel(make_window, qtbot, size):
+    """Review: at 1280x720 the pairs table scrolled sideways. With 10,000 scored pairs (five-digit
+    numbers) every column a researcher reads at a glance shows its header and values whole, and
+    the table needs no horizontal scroll bar."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QAction
+
+    from patchlab.core.pairs import PromptPair
+    from patchlab.gui.views.pairs_table import COL_PROMPT, COLUMNS
+
+    w = make_window()
+    width, height = size[0], size[1] - 60
+    w.resize(width, height)
+    qtbot.waitUntil(lambda: w.width() == width and w.height() == height, timeout=5000)
+    pairs = [PromptPair(f"When Mary and John went to the store number {i}, John gave a drink to",
+                        f"When Mary and John went to the store number {i}, Mary gave a drink to",
+                        " Mary", " John") for i in range(10_000)]
+    editor = w.pair_editor
+    editor.set_pairs(pairs)
+    model = editor.table_model
+    model.set_scores([{"index": i, "pair": p, "n_tokens": 100 + i % 20, "tokens_ok": i % 3 > 0,
+                       "clean_answer_prob": 0.123456, "corrupted_answer_prob": 0.999, "clean_correct": i % 2 == 0}
+                      for i, p in enumerate(pairs)])
+    table = editor.table
+    table.scrollToBottom()  # the widest pair numbers
+    qtbot.wait(50)
+    header = table.horizontalHeader()
+    assert table.horizontalScrollBar().maximum() == 0, "the pairs table scrolls sideways"
+    assert header.length() <= table.viewport().width()
+    glance = (0, 2, 3, 4, 5, 6)  # #, tokens OK, length, P clean, P corrupted, right
+    for col in glance:
+        assert not table.isColumnHidden(col), COLUMNS[col]
+        need = max(table.sizeHintForColumn(col), header.fontMetrics().horizontalAdvance(COLUMNS[col]))
+        assert header.sectionSize(col) >= need, (COLUMNS[col], header.sectionSize(col), need)
+    assert model.data(model.index(model.rowCount() - 1, 4)) == "0.123"
+    # sorted by P clean: Qt's own size for that header (label, margins, sort arrow) fits too
+    table.sortByColumn(4, Qt.DescendingOrder)
+    qtbot.wait(50)
+    assert header.sortIndicatorSection() == 4
+    assert header.sectionSize(4) >= header.sectionSizeHint(4)
+    assert table.horizontalScrollBar().maximum() == 0 and header.length() <= table.viewport().width()
+    assert header.sectionSize(COL_PROMPT) >= 60, "no room left for the prompt"
+    # the name column is behind the header's context menu; showing it keeps the table inside
+    assert table.isColumnHidden(1)
+    show_name = next(a for a in header.actions() if isinstance(a, QAction) and a.text() == "Show name")
+    show_name.trigger()
+    assert not table.isColumnHidden(1)
+    show_name.trigger()
+    assert table.isColumnHidden(1)

@@ -23,6 +23,7 @@ def test_session_round_trip(qtbot, window, make_window, tmp_path):
     _run(qtbot, w)
     path = tmp_path / "exp.patchlab"
     assert w.save_session(path)
+    w.writer.wait()  # sessions are written off the GUI thread
 
     w2 = make_window(None, autosave=False)
     assert w2.open_session(path)

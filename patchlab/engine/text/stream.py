@@ -18,6 +18,7 @@ import torch
 
 from patchlab.core.errors import InputError
 from patchlab.engine.context import as_stop
+from patchlab.engine.sweep import run_to_end  # noqa: F401 - the one drain; text jobs import it from here
 from patchlab.engine.text.corpus import Doc, as_corpus
 
 TOKENIZE_CHUNK = 64  # documents tokenised per tokenizer call
@@ -249,11 +250,3 @@ def next_token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Ten
     lp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, tokens[:, 1:, None])[..., 0]
     return torch.cat([torch.full_like(lp[:, :1], float("nan")), lp], dim=1)
 
-
-def run_to_end(gen: Generator[Any, None, Any]) -> Any:
-    """Drain a generator and return its return value."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value

@@ -18,7 +18,7 @@ from patchlab.core.metrics import METRICS
 from patchlab.core.targets import TARGETS
 from patchlab.gui.jobs import Outcome, Status
 from patchlab.gui.pair_jobs import shared_tokens
-from patchlab.gui.preview import ExactEta, PreviewFailed, PreviewReady, cell_labels, merge_rows
+from patchlab.gui.preview import ExactEta, PreviewFailed, PreviewReady, merge_rows
 from patchlab.gui.state import AppState, RunSpec, Scope
 from patchlab.gui.views.heatmap import HeatmapView
 
@@ -36,7 +36,6 @@ class LiveSweep:
     eta: ExactEta = field(default_factory=ExactEta)
     preview_s: float | None = None
     running: bool = False
-    labels: list[str] | None = None  # cell labels of the estimate (hover text), built once
 
 
 def scoped_values(result, scope: Scope) -> np.ndarray:
@@ -182,9 +181,8 @@ class SweepPresenter:
         if est is None or spec is None:
             return
         scope = self._live_scope() if live else self.state.scope()
-        if self.live.labels is None or len(self.live.labels) != est.values.size:
-            self.live.labels = cell_labels(est)  # a Python loop over all cells: once per run
-        self.scatter.set_data(scoped_values(est, scope), exact, self.live.labels,
+        # labels are made per hovered point (a list of 6144 labels stalled the GUI thread)
+        self.scatter.set_data(scoped_values(est, scope), exact, est.cell_label,
                               METRICS[spec.metric].split(" (")[0],
                               f"{spec.model} \u00b7 {TARGETS[spec.target].label} \u00b7 {scope.text()}",
                               centre=self._centre(self.state.result or est, scope))
@@ -264,4 +262,4 @@ class SweepPresenter:
         if self.state.estimate is not None:
             exact = scoped_values(r, scope) if r.meta.get("method") == "exact" else None
             self._update_scatter(exact)
-            self.scatter.flush()
+            self.scatter.flush(force=False)  # a hidden scatter draws when its tab is shown

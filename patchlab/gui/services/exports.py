@@ -35,27 +35,46 @@ def comparison(state: AppState):
 
 def export_comparison(state: AppState, path: str | Path) -> list[Path]:
     """CSV with one row per cell (estimate and exact value) and both JSON run records."""
+    return data_writer(state, "scatter")(path)
+
+
+def _write_comparison(estimate, exact, path: str | Path) -> list[Path]:
     from patchlab.gui.preview import comparison_csv
 
-    estimate, exact = comparison(state)
     path = Path(path)
     stem = path.with_suffix("")
     return [atomic_write_text(path, comparison_csv(estimate, exact)),
             estimate.save_json(f"{stem}.estimate.json"), exact.save_json(f"{stem}.exact.json")]
 
 
-def export_data(state: AppState, path: str | Path, which: str = "heatmap") -> list[Path]:
-    """Tidy CSV at ``path`` and the JSON run record next to it, for figure ``which``."""
+def _write_result(result, path: str | Path) -> list[Path]:
+    path = Path(path)
+    return [result.save_csv(path), result.save_json(path.with_suffix(".json"))]
+
+
+def data_writer(state: AppState, which: str = "heatmap") -> Callable[[str | Path], list[Path]]:
+    """``write(path)`` for figure ``which``'s data, bound to the results shown now.
+
+    Call on the GUI thread (it reads the state, and raises ``PatchlabError`` when there is
+    nothing to export); ``write`` touches no state or widget, so it may run on a writer
+    thread while a new run replaces the results on screen.
+    """
+    from functools import partial
+
     if which == "scatter":
-        return export_comparison(state, path)
+        return partial(_write_comparison, *comparison(state))
     if which == "difference":
         raise PatchlabError("The difference map has no data file of its own: export the two runs' "
                             "data from the Patching tab, or the figure from here.")
     result = state.decomposition if which == "decompose" else state.result
     if result is None:
         raise PatchlabError("Nothing to export yet: run an experiment first.")
-    path = Path(path)
-    return [result.save_csv(path), result.save_json(path.with_suffix(".json"))]
+    return partial(_write_result, result)
+
+
+def export_data(state: AppState, path: str | Path, which: str = "heatmap") -> list[Path]:
+    """Tidy CSV at ``path`` and the JSON run record next to it, for figure ``which``."""
+    return data_writer(state, which)(path)
 
 
 def available(state: AppState) -> list[str]:
@@ -76,7 +95,16 @@ def export_all(state: AppState, folder: str | Path, figure: Callable[[str], obje
 
     ``figure(name)`` returns the graphics view of figure ``name``, ready to render.
     """
-    from patchlab.gui.services.sessions import save
+    figures_out, write_rest = export_all_parts(state, folder, figure, session_settings)
+    return figures_out + write_rest()
+
+
+def export_all_parts(state: AppState, folder: str | Path, figure: Callable[[str], object],
+                     session_settings: dict) -> tuple[list[Path], Callable[[], list[Path]]]:
+    """:func:`export_all` in two parts: the figures, rendered now (Qt needs the GUI thread),
+    and ``write_rest()``, which writes the data files and the session from results and a
+    session snapshot bound now, so it may run on a writer thread."""
+    from patchlab.gui.services import sessions
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -84,15 +112,23 @@ def export_all(state: AppState, folder: str | Path, figure: Callable[[str], obje
     names = available(state)
     if not names:
         raise PatchlabError("Nothing to export yet: run an experiment first.")
-    out: list[Path] = []
     data_names = {"heatmap": "patching.csv", "scatter": "estimate_vs_exact.csv", "decompose": "decompose.csv"}
+    writers = [(data_writer(state, name), folder / data_names[name]) for name in names]
+    snapshot = sessions.snapshot(state, session_settings)
+    out: list[Path] = []
     for name in names:
         view = figure(name)
         out += [export_figure(view, folder / f"{name}.png", name),
                 export_figure(view, folder / f"{name}.svg", name)]
-        out += export_data(state, folder / data_names[name], name)
-    out.append(save(state, session_settings, folder / f"session{SUFFIX}"))
-    return out
+
+    def write_rest() -> list[Path]:
+        done: list[Path] = []
+        for write, path in writers:
+            done += write(path)
+        done.append(sessions.write_snapshot(snapshot, folder / f"session{SUFFIX}"))
+        return done
+
+    return out, write_rest
 
 
 def export_top_cells(state: AppState, stats, path: str | Path, k: int = 20) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from patchlab.core.io import atomic_write_text, dump_json
 from patchlab.core.session import Session, load_session
 from patchlab.gui.state import AppState, RunSpec
 
@@ -58,7 +59,34 @@ def apply_session(state: AppState, session: Session) -> None:
 
 def save(state: AppState, settings: dict[str, Any], path: str | Path) -> Path:
     """Write the session atomically; raises ``PatchlabError`` with the reason."""
-    return current_session(state, settings).save(path)
+    return write_snapshot(snapshot(state, settings), path)
+
+
+def _detach(obj: Any) -> Any:
+    """A copy of the dicts and lists in ``obj``; arrays and scalars are shared.
+
+    Result arrays are never written after a result reaches the state (each event brings fresh
+    arrays), but dicts such as ``meta`` and ``labels`` may be replaced or extended later, and a
+    writer thread must not iterate a dict the GUI thread is changing.
+    """
+    if isinstance(obj, dict):
+        return {k: _detach(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_detach(v) for v in obj]
+    return obj
+
+
+def snapshot(state: AppState, settings: dict[str, Any]) -> dict[str, Any]:
+    """The session of ``state`` as plain containers (cheap: run on the GUI thread).
+
+    The slow part, converting arrays to JSON text, is :func:`write_snapshot`'s (any thread).
+    """
+    return _detach(current_session(state, settings).to_dict())
+
+
+def write_snapshot(data: dict[str, Any], path: str | Path) -> Path:
+    """Serialise a :func:`snapshot` and write it atomically (off the GUI thread)."""
+    return atomic_write_text(path, dump_json(data))
 
 
 def load(path: str | Path) -> Session:

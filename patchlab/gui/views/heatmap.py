@@ -5,77 +5,26 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QPen
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QCompleter,
-    QGraphicsRectItem,
-    QHBoxLayout,
-    QLabel,
-    QVBoxLayout,
-    QWidget,
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from patchlab.gui.views.heatmap_data import (  # noqa: F401 - re-exported for callers and tests
+    ALL_POS,
+    CMAPS,
+    MAX_TICKS,
+    axis_ticks,
+    colour_bar_label,
+    describe_cell,
+    fade_rgba,
+    full_index,
+    make_title,
+    plane,
+    plane_cell,
+    plane_mask,
+    step_cell,
+    symmetric_limit,
+    thin_ticks,
 )
-
-from patchlab.core.metrics import DIRECTIONS, METRICS
-
-ALL_POS = -1
-CMAPS = {False: "CET-D1", True: "CET-CBD1"}
-
-
-def plane(values: np.ndarray, axes: tuple[str, ...], pos: int) -> tuple[np.ndarray, str]:
-    """The 2-D ``layer x other`` plane to draw and the name of its x axis.
-
-    Three-axis targets show ``layer x head`` at one position, or for ``ALL_POS`` the value of
-    largest magnitude over positions (signed), so no strong position is averaged away.
-    """
-    if len(axes) == 2:
-        return values, axes[1]
-    p = axes.index("pos")
-    if pos != ALL_POS:
-        return np.take(values, pos, axis=p), "head"
-    moved = np.moveaxis(values, p, -1)
-    finite = np.where(np.isfinite(moved), moved, 0.0)
-    idx = np.abs(finite).argmax(axis=-1)
-    out = np.take_along_axis(moved, idx[..., None], axis=-1)[..., 0]
-    out[~np.isfinite(moved).any(axis=-1)] = np.nan
-    return out, "head"
-
-
-def plane_mask(mask: np.ndarray, values: np.ndarray, axes: tuple[str, ...], pos: int) -> np.ndarray:
-    """The cells of ``mask`` that :func:`plane` shows (same position choice per cell)."""
-    if len(axes) == 2:
-        return mask
-    p = axes.index("pos")
-    if pos != ALL_POS:
-        return np.take(mask, pos, axis=p)
-    moved = np.moveaxis(values, p, -1)
-    idx = np.abs(np.where(np.isfinite(moved), moved, 0.0)).argmax(axis=-1)
-    return np.take_along_axis(np.moveaxis(mask, p, -1), idx[..., None], axis=-1)[..., 0]
-
-
-#: At most this many tick labels per axis: long prompts (500 positions) would overlap.
-MAX_TICKS = 40
-
-
-def thin_ticks(ticks: list[tuple[float, str]], limit: int = MAX_TICKS) -> list[tuple[float, str]]:
-    """Every n-th tick so that at most ``limit`` are labelled (the last one is kept)."""
-    if len(ticks) <= limit:
-        return ticks
-    step = -(-len(ticks) // limit)
-    keep = ticks[::step]
-    if keep[-1] is not ticks[-1]:
-        keep = keep[:-1] + [ticks[-1]]
-    return keep
-
-
-def symmetric_limit(values: np.ndarray, metric: str, centre: float = 0.0) -> float:
-    """Half-width of the colour range around ``centre`` (the metric's no-effect value)."""
-    finite = np.abs(values[np.isfinite(values)] - centre)
-    m = float(finite.max()) if finite.size else 0.0
-    if metric == "logit_diff_recovered":
-        m = max(m, 1.0)  # keep 1 = fully restored comparable across runs
-    return m if m > 0 else 1.0
+from patchlab.gui.views.heatmap_items import MOVES, PositionBox, RowHatches, cell_marker
 
 
 class HeatmapView(QWidget):
@@ -103,9 +52,9 @@ class HeatmapView(QWidget):
         self._dirty = False
         self._selected: tuple[int, ...] | None = None
         self._estimate_rows: frozenset[int] = frozenset()
-        self._hatches: list[QGraphicsRectItem] = []
         self._significant: np.ndarray | None = None  # cells drawn at full strength
         self._drawn: dict[str, object] = {}  # what the last redraw set (see _set_once)
+        self._ticks: dict[str, list] | None = None  # tick lists for the labels shown (built once)
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground(None)
@@ -125,24 +74,11 @@ class HeatmapView(QWidget):
         self.colorbar.setImageItem(self.image)
         self.colorbar.axis.enableAutoSIPrefix(False)
         self.graphics.addItem(self.colorbar, row=1, col=1)
-        self.marker = QGraphicsRectItem()
-        pen = QPen(QColor(255, 200, 0))
-        pen.setCosmetic(True)  # width in pixels, whatever the cell size
-        pen.setWidth(3)
-        self.marker.setPen(pen)
-        self.marker.setVisible(False)
-        self.marker.setZValue(10)  # above the estimate hatching
+        self.marker = cell_marker()
         self.plot.addItem(self.marker)
+        self.hatches = RowHatches(self.plot)
 
-        self.pos_box = QComboBox()
-        self.pos_box.setToolTip("Position shown for per-position head targets (type to search)")
-        # searchable: long prompts have hundreds of positions; typing a token or an index
-        # filters the list (substring match) instead of scrolling it
-        self.pos_box.setEditable(True)
-        self.pos_box.setInsertPolicy(QComboBox.NoInsert)
-        self.pos_box.completer().setFilterMode(Qt.MatchContains)
-        self.pos_box.completer().setCompletionMode(QCompleter.PopupCompletion)
-        self.pos_box.setMaxVisibleItems(20)
+        self.pos_box = PositionBox()
         self.pos_box.currentIndexChanged.connect(self._on_pos_changed)
         self.cbd = QCheckBox("Colour-blind-safe colours")
         self.cbd.toggled.connect(self._on_cmap_toggled)
@@ -177,7 +113,6 @@ class HeatmapView(QWidget):
         self.graphics.setFocusPolicy(Qt.NoFocus)
         self.setAccessibleName("patching heatmap")
         self.setAccessibleDescription("Arrow keys move over the cells; Enter shows the patched run")
-        self.pos_box.setAccessibleName("position")
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.graphics.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self._timer = QTimer(self)
@@ -196,6 +131,8 @@ class HeatmapView(QWidget):
         self._centre = float(centre) if np.isfinite(centre) else 0.0
         new_shape = self._values is None or self._values.shape != values.shape or self._axes != tuple(axes)
         new_pos = labels.get("pos") != self._labels.get("pos")
+        if new_shape or labels != self._labels:
+            self._ticks = None  # the presenter sends equal labels with every row: keep the ticks
         self._values = values
         self._axes = tuple(axes)
         self._labels = labels
@@ -207,11 +144,7 @@ class HeatmapView(QWidget):
             self.marker.setVisible(False)
             self._fill_positions()
         elif new_pos:  # the same grid for another pair: keep the chosen position
-            keep = self.pos_box.currentIndex()
-            self._fill_positions()
-            self.pos_box.blockSignals(True)
-            self.pos_box.setCurrentIndex(keep)
-            self.pos_box.blockSignals(False)
+            self._fill_positions(keep=True)
         self._dirty = True
 
     def set_stale(self, reason: str) -> None:
@@ -264,36 +197,13 @@ class HeatmapView(QWidget):
     def estimate_rows(self) -> frozenset[int]:
         return self._estimate_rows
 
-    def _draw_hatches(self, n_x: int) -> None:
-        rows = sorted(self._estimate_rows)
-        spans: list[tuple[int, int]] = []  # contiguous (first, count)
-        for r in rows:
-            if spans and spans[-1][0] + spans[-1][1] == r:
-                spans[-1] = (spans[-1][0], spans[-1][1] + 1)
-            else:
-                spans.append((r, 1))
-        while len(self._hatches) < len(spans):
-            item = QGraphicsRectItem()
-            item.setBrush(QBrush(QColor(128, 128, 128, 150), Qt.BDiagPattern))
-            pen = QPen(QColor(128, 128, 128))
-            pen.setCosmetic(True)
-            item.setPen(pen)
-            item.setZValue(5)
-            self.plot.addItem(item)
-            self._hatches.append(item)
-        for i, item in enumerate(self._hatches):
-            if i < len(spans):
-                item.setRect(QRectF(0, spans[i][0], n_x, spans[i][1]))
-            item.setVisible(i < len(spans))
-
     def clear(self) -> None:
         self._values = None
         self.set_significance(None)
         self._drawn.pop("title", None)
         self._drawn.pop("shape", None)
         self._estimate_rows = frozenset()
-        for item in self._hatches:
-            item.setVisible(False)
+        self.hatches.hide()
         self.image.clear()
         self.marker.setVisible(False)
         self._selected = None
@@ -312,19 +222,14 @@ class HeatmapView(QWidget):
             self._drawn.pop(key, None)
             self.plot.getAxis(axis).setTicks([[]])
 
-    @staticmethod
-    def make_title(model: str, target_label: str, direction: str, metric: str, scope: str = "") -> str:
-        """Two short lines (a long single line would set the window's minimum width)."""
-        tail = f" \u00b7 {scope}" if scope else ""
-        return (f"{model} \u00b7 {target_label}<br>{DIRECTIONS.get(direction, direction)}"
-                f" \u00b7 {metric}{tail}")
+    make_title = staticmethod(make_title)
 
     # -- drawing --------------------------------------------------------------------------
     def current_plane(self) -> tuple[np.ndarray, str] | None:
         if self._values is None:
             return None
-        pos = self.pos_box.currentData() if self._values.ndim == 3 else ALL_POS
-        return plane(self._values, self._axes, ALL_POS if pos is None else pos)
+        pos = self.pos_box.position() if self._values.ndim == 3 else ALL_POS
+        return plane(self._values, self._axes, pos)
 
     def flush(self) -> None:
         """Redraw now (tests and exports)."""
@@ -343,26 +248,22 @@ class HeatmapView(QWidget):
         self.image.setImage(np.ascontiguousarray(data, dtype=np.float64), autoLevels=False,
                             levels=levels)
         n_layers, n_x = data.shape
-        ylab = self._labels.get("layer", [str(i) for i in range(n_layers)])
-        xlab = self._labels.get(xaxis, [str(i) for i in range(n_x)])
-        if xaxis == "pos":
-            xticks = [(i + 0.5, f"{xlab[i]!r}"[1:-1] if xlab[i].strip() != xlab[i] else xlab[i]) for i in range(n_x)]
-        else:
-            xticks = [(i + 0.5, xlab[i]) for i in range(n_x)]
+        if self._ticks is None or self._ticks["key"] != (xaxis, n_layers, n_x):
+            # thinned and formatted once per label set (hover and the selector name every cell)
+            self._ticks = {"key": (xaxis, n_layers, n_x),
+                           "x": axis_ticks(self._labels.get(xaxis), n_x, xaxis),
+                           "y": axis_ticks(self._labels.get("layer"), n_layers, "layer")}
+        xticks, yticks = self._ticks["x"], self._ticks["y"]
         # set only what changed: each setter re-lays out or regenerates an axis, and during a
         # sweep only the image (and perhaps the levels) change (keeps event-loop stalls short)
         self._set_once("levels", levels, self.colorbar.setLevels, levels)
         self._set_once("cmap", self.cbd.isChecked(), self.colorbar.setColorMap, CMAPS[self.cbd.isChecked()])
-        bar_label = METRICS.get(self._metric, self._metric).split(" (")[0]
-        if c != 0.0:  # say where white is: the unpatched run, not 0
-            bar_label += f" (white = unpatched run, {c:.3g})"
+        bar_label = colour_bar_label(self._metric, c)
         self._set_once("bar_label", bar_label, self.colorbar.axis.setLabel, bar_label)
         if self._set_once("shape", (n_layers, n_x), self.image.setRect, QRectF(0, 0, n_x, n_layers)):
             self.plot.setRange(xRange=(0, n_x), yRange=(0, n_layers), padding=0)
-        self._draw_hatches(n_x)
+        self.hatches.draw(self._estimate_rows, n_x)
         self._draw_fade(n_layers, n_x)
-        xticks = thin_ticks(xticks)  # hover and the position selector name every cell
-        yticks = thin_ticks([(i + 0.5, ylab[i]) for i in range(n_layers)])
         self._set_once("yticks", yticks, self.plot.getAxis("left").setTicks, [yticks])
         self._set_once("ylabel", "layer", self.plot.getAxis("left").setLabel, "layer")
         self._set_once("xticks", xticks, self.plot.getAxis("bottom").setTicks, [xticks])
@@ -375,13 +276,11 @@ class HeatmapView(QWidget):
         if sig is None or self._values is None or sig.shape != self._values.shape:
             self.fade.setVisible(False)
             return
-        pos = self.pos_box.currentData() if self._values.ndim == 3 else ALL_POS
-        shown = plane_mask(sig, self._values, self._axes, ALL_POS if pos is None else pos)
+        pos = self.pos_box.position() if self._values.ndim == 3 else ALL_POS
+        shown = plane_mask(sig, self._values, self._axes, pos)
         bg = self.palette().color(self.backgroundRole())
-        rgba = np.zeros((n_layers, n_x, 4), dtype=np.uint8)
-        rgba[..., :3] = (bg.red(), bg.green(), bg.blue())
-        rgba[..., 3] = np.where(shown, 0, 185)
-        self.fade.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.fade.setImage(fade_rgba(shown, (bg.red(), bg.green(), bg.blue())), autoLevels=False,
+                           levels=(0, 255))
         self.fade.setRect(QRectF(0, 0, n_x, n_layers))
         self.fade.setVisible(True)
 
@@ -397,21 +296,13 @@ class HeatmapView(QWidget):
         self.pos_box.setVisible(visible)
         self.pos_label.setVisible(visible)
 
-    def _fill_positions(self) -> None:
+    def _fill_positions(self, keep: bool = False) -> None:
         three = self._values is not None and self._values.ndim == 3
-        self.pos_box.blockSignals(True)
-        self.pos_box.clear()
-        if three:
-            self.pos_box.addItem("All positions (largest |effect|)", ALL_POS)
-            for i, tok in enumerate(self._labels.get("pos", [])):
-                self.pos_box.addItem(f"{i}: {tok!r}", i)
-        self.pos_box.blockSignals(False)
+        self.pos_box.fill(self._labels.get("pos", []), three, keep=keep)
         self._set_pos_visible(three)
 
     def select_position(self, pos: int) -> None:
-        i = self.pos_box.findData(pos)
-        if i >= 0:
-            self.pos_box.setCurrentIndex(i)
+        self.pos_box.select(pos)
 
     @Slot(int)
     def _on_pos_changed(self, _i: int) -> None:
@@ -436,30 +327,11 @@ class HeatmapView(QWidget):
 
     def full_index(self, layer: int, x: int) -> tuple[int, ...]:
         """Index in the result's axis order of plane cell (layer, x)."""
-        if len(self._axes) == 2:
-            return (layer, x)
-        pos = self.pos_box.currentData()
-        if pos is None or pos == ALL_POS:
-            p_axis = self._axes.index("pos")
-            moved = np.moveaxis(self._values, p_axis, -1)
-            col = np.where(np.isfinite(moved[layer, x]), moved[layer, x], 0.0)
-            pos = int(np.abs(col).argmax())
-        idx = {"layer": layer, "head": x, "pos": pos}
-        return tuple(idx[a] for a in self._axes)
+        return full_index(self._values, self._axes, layer, x, self.pos_box.position())
 
     def describe(self, index: tuple[int, ...]) -> str:
-        parts = []
-        for axis, i in zip(self._axes, index):
-            if axis == "pos":
-                toks = self._labels.get("pos", [])
-                parts.append(f"pos {i} {toks[i]!r}" if i < len(toks) else f"pos {i}")
-            elif axis == "head":
-                parts.append(f"head L{index[0]}H{i}")
-            else:
-                parts.append(f"{axis} {i}")
-        v = self._values[index] if self._values is not None else np.nan
-        value = f"{v:.4g}" if np.isfinite(v) else "not computed yet"
-        return f"{', '.join(parts)}: {value}"
+        """Hover text of a cell: its axes (with the token at a position) and value."""
+        return describe_cell(self._values, self._axes, self._labels, index)
 
     @Slot(object)
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
@@ -487,23 +359,16 @@ class HeatmapView(QWidget):
         return self._cursor
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
-        moves = {Qt.Key_Up: (-1, 0), Qt.Key_Down: (1, 0), Qt.Key_Left: (0, -1), Qt.Key_Right: (0, 1)}
         key = event.key()
-        if self._values is None or (key not in moves and key not in (Qt.Key_Return, Qt.Key_Enter)):
+        if self._values is None or (key not in MOVES and key not in (Qt.Key_Return, Qt.Key_Enter)):
             super().keyPressEvent(event)
             return
-        n_layers, n_x = self.current_plane()[0].shape
+        delta = MOVES.get(key, (0, 0))
         if self._cursor is None:  # start from the selected cell, else the top-left one
-            sel = self._selected
-            start = (sel[0], sel[self._axes.index("head")] if len(self._axes) == 3 else sel[1]) if sel else (0, 0)
-            self._cursor = start
-            if key in moves:
-                moves = {k: (0, 0) for k in moves}  # the first arrow shows the cursor in place
-        if key in moves:
-            dl, dx = moves[key]
-            layer = min(max(self._cursor[0] + dl, 0), n_layers - 1)
-            x = min(max(self._cursor[1] + dx, 0), n_x - 1)
-            self._cursor = (layer, x)
+            self._cursor = plane_cell(self._selected, self._axes) if self._selected else (0, 0)
+            delta = (0, 0)  # the first arrow shows the cursor in place
+        if key in MOVES:
+            layer, x = self._cursor = step_cell(self._cursor, delta, self.current_plane()[0].shape)
             self.marker.setRect(QRectF(x, layer, 1, 1))
             self.marker.setVisible(True)
             self.hover.setText(self.describe(self.full_index(layer, x)) + "  (Enter: patched run)")
@@ -516,8 +381,7 @@ class HeatmapView(QWidget):
         if self._values is None:
             return
         self._selected = tuple(int(i) for i in index)
-        layer = self._selected[0]
-        x = self._selected[self._axes.index("head")] if len(self._axes) == 3 else self._selected[1]
+        layer, x = plane_cell(self._selected, self._axes)
         self.marker.setRect(QRectF(x, layer, 1, 1))
         self.marker.setVisible(True)
         self.hover.setText(self.describe(self._selected))

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from patchlab.core.pairs import PromptPair
-from patchlab.gui.views.pairs_table import PairsTableModel, list_text  # noqa: F401 - re-exported
+from patchlab.gui.views.pairs_table import PairsTableModel, fit_columns, list_text  # noqa: F401 - re-exported
 
 EMPTY = PromptPair("", "", "", "")
 
@@ -97,10 +97,7 @@ class PairEditor(QWidget):
         self.table.setSelectionMode(QTableView.SingleSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(20)  # fixed row height: no per-row sizing
-        header = self.table.horizontalHeader()
-        header.setStretchLastSection(True)
-        header.setDefaultSectionSize(72)
-        header.resizeSection(0, 44)
+        fit_columns(self.table)  # short columns, the prompt stretched, "name" hidden (header menu)
         self.table.setMinimumHeight(130)
         self.table.selectionModel().currentRowChanged.connect(self._on_current_row)
         self.only_right = QCheckBox("Only pairs the model gets right")
@@ -143,16 +140,10 @@ class PairEditor(QWidget):
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
-        top = QHBoxLayout()
-        left = QVBoxLayout()
-        left.addWidget(self.table, 1)
-        left.addWidget(self.only_right)
-        top.addLayout(left, 1)
-        col = QVBoxLayout()
-        col.addWidget(self.add_btn)
-        col.addWidget(self.remove_btn)
-        col.addWidget(self.examples_btn)
-        top.addLayout(col)
+        below = QHBoxLayout()  # the buttons under the table: its columns get the panel's full width
+        below.addWidget(self.only_right, 1)
+        for button in (self.add_btn, self.remove_btn, self.examples_btn):
+            below.addWidget(button)
         answers = QHBoxLayout()
         answers.addWidget(self.answer, 1)
         wrong_label = QLabel("vs &wrong")  # mnemonic + buddy: Alt+W reaches the field
@@ -171,7 +162,8 @@ class PairEditor(QWidget):
             widget.setAccessibleName(name)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addLayout(top)
+        lay.addWidget(self.table, 1)
+        lay.addLayout(below)
         lay.addLayout(form)
         lay.addWidget(scroll)
         lay.addWidget(self.message)

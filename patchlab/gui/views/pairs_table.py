@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QStyle, QTableView
 
 from patchlab.core.pairs import PromptPair
 
-COLUMNS = ("#", "name", "tokens OK", "length", "P clean", "P corr.", "right", "clean prompt \u2192 answer")
-TIPS = ("Pair number", "Pair name (from the file or the generator)", "Both prompts tokenise to the "
-        "same length with single-token answers", "Tokens per prompt", "P(answer) on the clean prompt",
-        "P(answer) on the corrupted prompt", "The model's top next token on the clean prompt is the "
-        "answer", "The clean prompt and its answer")
+# short headers: the table sits in the side panel, which is narrow on a 1280x720 screen (TIPS
+# spell them out; the header's context menu names them in full)
+COLUMNS = ("#", "name", "tok OK", "len", "P clean", "P corr", "right", "prompt \u2192 answer")
+NAMES = ("pair number", "name", "tokens OK", "length", "P(answer | clean)", "P(answer | corrupted)",
+         "right on clean", "clean prompt and answer")
+TIPS = ("Pair number", "Pair name (from the file or the generator)", "Tokens OK: both prompts tokenise to "
+        "the same length with single-token answers", "Length: tokens per prompt", "P(answer) on the clean "
+        "prompt", "P(answer) on the corrupted prompt", "Right: the model's top next token on the clean "
+        "prompt is the answer", "The clean prompt and its answer (hover a row for all of it)")
 COL_PROMPT = len(COLUMNS) - 1
+#: The widest value each short column shows (its width is the larger of this and its header).
+WIDEST = {0: "00000", 1: "name", 2: "yes", 3: "000", 4: "0.000", 5: "0.000", 6: "yes"}
+#: Hidden until asked for (right-click the header): every pair's name is also in its tooltip.
+HIDDEN_BY_DEFAULT = (1,)
 _INDEX = QModelIndex()
 
 
@@ -28,6 +38,40 @@ def list_text(i: int, p: PromptPair, width: int = 48) -> str:
         cut = text[:width].rsplit(" ", 1)[0] if " " in text[:width] else text[:width]
         text = cut + " \u2026"
     return f"{i + 1}: {text}  \u2192 {p.answer!r}"
+
+
+def fit_columns(table: QTableView) -> None:
+    """Size ``table``'s columns to fit a narrow panel: each short column as wide as its header or
+    its widest value, the prompt column stretched into what is left (elided, full text in the
+    tooltip), :data:`HIDDEN_BY_DEFAULT` hidden; the header's context menu shows or hides any."""
+    header = table.horizontalHeader()
+    margin = table.style().pixelMetric(QStyle.PM_HeaderMargin, None, header)
+    widths = {col: 2 * margin + 6 + max(header.fontMetrics().horizontalAdvance(COLUMNS[col]),
+                                        table.fontMetrics().horizontalAdvance(widest))
+              for col, widest in WIDEST.items()}
+    # the sort arrow needs room in its column only (as much as QHeaderView's own size hint gives
+    # it): that column alone is widened, and the stretched prompt column gives the room back
+    arrow = header.sizeHint().height() + margin
+
+    def fit(sorted_col: int, _order=None) -> None:
+        for col, width in widths.items():
+            header.resizeSection(col, width + (arrow if col == sorted_col else 0))
+
+    header.setMinimumSectionSize(8)
+    header.setStretchLastSection(True)
+    header.setTextElideMode(Qt.ElideRight)
+    header.setDefaultAlignment(Qt.AlignLeft | Qt.AlignVCenter)
+    header.sortIndicatorChanged.connect(fit)
+    fit(header.sortIndicatorSection() if header.isSortIndicatorShown() else -1)
+    table.setTextElideMode(Qt.ElideRight)
+    header.setContextMenuPolicy(Qt.ActionsContextMenu)
+    for col in range(COL_PROMPT):
+        action = QAction(f"Show {NAMES[col]}", header)
+        action.setCheckable(True)
+        action.setChecked(col not in HIDDEN_BY_DEFAULT)
+        action.toggled.connect(lambda on, col=col: table.setColumnHidden(col, not on))
+        header.addAction(action)
+        table.setColumnHidden(col, col in HIDDEN_BY_DEFAULT)
 
 
 class PairsTableModel(QAbstractTableModel):
@@ -182,7 +226,8 @@ class PairsTableModel(QAbstractTableModel):
         col = index.column()
         p = self._pairs[i]
         if role == Qt.ToolTipRole:
-            return self.errors.get(i) or f"{p.clean}  \u2192 {p.answer!r} (wrong {p.wrong!r})"
+            name = f"{p.name}: " if getattr(p, "name", "") else ""
+            return self.errors.get(i) or f"{name}{p.clean}  \u2192 {p.answer!r} (wrong {p.wrong!r})"
         if role != Qt.DisplayRole:
             return None
         if col == 0:
