@@ -4,7 +4,9 @@ GPT-2-small-shaped random model (as ``bench_patching.py``), CPU. Prints markdown
 
 - ``pairs``: 1, 8 and 64 distinct pairs of 16 tokens, ``resid_pre`` and
   ``attn_head_out_all_pos``: seconds per pair and peak resident memory (whole process, and
-  growth above the level before the call).
+  growth above the level before the call); one line per row as it goes. ``--targets``,
+  ``--counts``, ``--tokens``, ``--layers`` make a small run; ``--profile N`` profiles the
+  last count.
 - ``memory``: peak resident memory of a by-position head sweep at 64 tokens on the GPT-2-small
   shape and on a ~1B-parameter random Llama-shaped model (float32), against the model's size.
   The 1B sweep stops after its first forward pass (chunks run largest first, so that one holds
@@ -14,12 +16,13 @@ GPT-2-small-shaped random model (as ``bench_patching.py``), CPU. Prints markdown
   the sweep returning (goal: 0.5 s); one line per stop as it goes.
 
 Run: ``.venv/bin/python benchmarks/bench_fast_paths.py pairs|memory|cancel [--big] [--tokens N] [--repeats N]``
-Quick cancel check: ``cancel --tokens 16 --repeats 2``.
+Quick checks: ``pairs --counts 1,8 --layers 2 --repeats 1``; ``cancel --tokens 16 --repeats 2``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import sys
@@ -35,6 +38,8 @@ import bench_patching as bp  # noqa: E402
 import torch  # noqa: E402
 
 NAMES = ["John", "Mary", "Tom", "Anna", "Alice", "Bob"]
+PLACES = ["store", "park", "beach", "mat", "home"]
+OBJECTS = ["drink", "book", "cat", "mat"]
 
 
 def rss() -> int:
@@ -42,59 +47,88 @@ def rss() -> int:
 
 
 def many_pairs(model, n: int, n_tokens: int = 16):
-    """``n`` distinct pairs of ``n_tokens`` tokens: the corruption swaps the first name."""
+    """``n`` distinct pairs of ``n_tokens`` tokens (IOI-like: the corruption swaps the last subject).
+
+    The benchmark's base pair with its names, place and object replaced, in a fixed shuffled
+    order of a finite list of candidates (the old generator looped forever once its 30
+    distinct clean prompts were used up). Raises ``SystemExit`` when fewer than ``n`` exist.
+    """
     import patchlab
 
     base = bp.make_pair(model, n_tokens)
+    cw, kw = base.clean.split(" "), base.corrupted.split(" ")
+    cands = list(itertools.product(itertools.permutations(NAMES, 2), PLACES, OBJECTS))
+    random.Random(0).shuffle(cands)
+
+    def one(word: str) -> bool:
+        return model.to_tokens(" " + word, prepend_bos=False).shape[-1] == 1
+
     out, seen = [], set()
-    rng = random.Random(0)
-    while len(out) < n:
-        a, b, c = rng.sample(NAMES, 3)
-        clean = base.clean.replace("John", "\0").replace("Mary", "\1").replace("\0", a).replace("\1", b)
-        corrupted = clean.replace(a, c, 1)
-        p = patchlab.PromptPair(clean, corrupted, f" {b}", f" {a}")
-        if clean in seen or model.to_tokens(clean).shape[-1] != n_tokens or model.to_tokens(corrupted).shape[-1] != n_tokens:
-            seen.add(clean)
-            if len(seen) > 500:
-                out.append(out[len(out) % max(1, len(out))] if out else base)
+    for (a, b), place, obj in cands:
+        if not (one(a) and one(b)):
             continue
-        seen.add(clean)
-        out.append(p)
-    return out
+        swap = {"John": a, "Mary": b, "store": place, "drink": obj}
+        clean = " ".join(swap.get(w, w) for w in cw)
+        corrupted = " ".join(swap.get(w, w) for w in kw)
+        if (clean, corrupted) in seen:
+            continue
+        seen.add((clean, corrupted))
+        if model.to_tokens(clean).shape[-1] != n_tokens or model.to_tokens(corrupted).shape[-1] != n_tokens:
+            continue
+        out.append(patchlab.PromptPair(clean, corrupted, f" {b}", f" {a}"))
+        if len(out) == n:
+            return out
+    raise SystemExit(f"only {len(out)} distinct pairs of {n_tokens} tokens could be made; ask for fewer")
 
 
-def load_small(tmp: Path):
+def load_small(tmp: Path, n_layers: int = 12):
     import patchlab
 
-    return patchlab.load_model(str(bp.build_model(tmp)), device="cpu")
+    return patchlab.load_model(str(bp.build_model(tmp, n_layers=n_layers)), device="cpu")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def cmd_pairs(args) -> None:
+    import cProfile
+    import pstats
+
     import patchlab
 
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    counts = _ints(args.counts)
+    print("| target | pairs | sweep (s) | s / pair | vs 1 pair | peak RSS (MiB) | vs 1 pair | growth (MiB) |\n"
+          "|---|---|---|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        model = load_small(Path(tmp))
-        pairs = many_pairs(model, 64)
-        patchlab.patch(model, pairs[0], target="attn_out", metric="logit_diff", engine="fast")  # warm-up
-        rows = []
-        for target in ("resid_pre", "attn_head_out_all_pos"):
+        model = load_small(Path(tmp), args.layers)
+        pairs = many_pairs(model, max(counts), args.tokens)
+        for target in targets:
+            # warm-up: weights, and the once-per-model probe of this target's hooks
+            patchlab.patch(model, pairs[0], target=target, metric="logit_diff", engine="fast")
             single = None
-            for n in (1, 8, 64):
+            for n in counts:
                 best, peak_abs, grow = float("inf"), 0, 0
                 for _ in range(args.repeats if n < 64 else 1):
+                    prof = cProfile.Profile() if args.profile and n == counts[-1] else None
                     with bp.PeakRSS() as mem:
                         t0 = time.perf_counter()
+                        if prof:
+                            prof.enable()
                         res = patchlab.patch(model, pairs[:n], target=target, metric="logit_diff", engine="fast")
+                        if prof:
+                            prof.disable()
                         best = min(best, time.perf_counter() - t0)
                     peak_abs, grow = max(peak_abs, mem.peak), max(grow, mem.peak - mem.start)
-                assert res.meta["engine_path"] == "fast-torch" and res.meta["complete"]
+                    if prof:
+                        print(f"\n# profile: {target}, {n} pairs", file=sys.stderr)
+                        pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(args.profile)
+                assert res.meta["engine_path"] == "fast-torch" and res.meta["complete"], res.meta["fallback_reason"]
                 per = best / n
                 single = single or (per, peak_abs)
-                rows.append(f"| `{target}` | {n} | {best:.2f} | {per:.3f} | {per / single[0]:.2f}x | "
-                            f"{peak_abs / 2**20:.0f} | {peak_abs / single[1]:.2f}x | {grow / 2**20:.0f} |")
-                print(rows[-1], file=sys.stderr)
-    print("| target | pairs | sweep (s) | s / pair | vs 1 pair | peak RSS (MiB) | vs 1 pair | growth (MiB) |\n"
-          "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+                print(f"| `{target}` | {n} | {best:.2f} | {per:.3f} | {per / single[0]:.2f}x | "
+                      f"{peak_abs / 2**20:.0f} | {peak_abs / single[1]:.2f}x | {grow / 2**20:.0f} |", flush=True)
 
 
 def build_big(folder: Path) -> Path:
@@ -230,8 +264,16 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--big", action="store_true", help="memory: also the ~1B-parameter model (~4 GiB, minutes)")
-    ap.add_argument("--tokens", type=int, default=64, help="cancel: prompt length (quick check: 16)")
+    ap.add_argument("--targets", default="resid_pre,attn_head_out_all_pos", help="pairs: comma-separated targets")
+    ap.add_argument("--counts", default="1,8,64", help="pairs: numbers of pairs, the first is the reference")
+    ap.add_argument("--tokens", type=int, default=None,
+                    help="prompt length in tokens, BOS included (pairs: default 16; cancel: default 64, quick check 16)")
+    ap.add_argument("--layers", type=int, default=12, help="pairs: layers of the GPT-2-small shape (fewer: a quick check)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="pairs: cProfile the last count's sweep and print its top N functions (stderr)")
     args = ap.parse_args(argv)
+    if args.tokens is None:
+        args.tokens = 16 if args.what == "pairs" else 64
     torch.set_num_threads(args.threads)
     {"pairs": cmd_pairs, "memory": cmd_memory, "cancel": cmd_cancel}[args.what](args)
     print(f"\nMachine: {bp.machine()}; load average at the end: {os.getloadavg()}")

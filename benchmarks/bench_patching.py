@@ -39,8 +39,9 @@ REPEATS = 2
 TARGETS_64 = ["resid_pre", "attn_head_out_all_pos", "attn_head_out_by_pos"]
 
 
-def build_model(folder: Path) -> Path:
-    """Save a random GPT-2-small-shaped model with a small BPE tokenizer into ``folder``."""
+def build_model(folder: Path, n_layers: int = 12) -> Path:
+    """Save a random GPT-2-small-shaped model with a small BPE tokenizer into ``folder``
+    (``n_layers`` fewer than 12: a quick check)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -54,7 +55,7 @@ def build_model(folder: Path) -> Path:
                                        eos_token="<|endoftext|>", unk_token="<|endoftext|>")
     torch.manual_seed(0)
     # the full GPT-2 vocabulary keeps the unembedding cost realistic
-    cfg = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
+    cfg = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=n_layers, n_head=12,
                      bos_token_id=0, eos_token_id=0)
     GPT2LMHeadModel(cfg).save_pretrained(folder)
     fast_tok.save_pretrained(folder)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from patchlab.core.errors import Cancelled
 from patchlab.engine.context import StopFlag, source_and_base
-from patchlab.engine.fast.backend import TOLS, weights_for
+from patchlab.engine.fast.backend import weights_for
 from patchlab.engine.fast.forward import (
     attend,
     attn_out,
@@ -36,6 +36,7 @@ from patchlab.engine.fast.forward import (
     stopping,
     unembed,
 )
+from patchlab.engine.fast.verify import TOLS
 from patchlab.engine.fast.weights import FastWeights, Layer, Unsupported
 from patchlab.engine.tokens import TokenizedPair
 

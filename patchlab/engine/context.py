@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +14,12 @@ from patchlab.core.errors import Cancelled, InputError, TargetUnavailableError
 from patchlab.core.metrics import RAW, check_direction, check_method, check_metric
 from patchlab.core.pairs import PromptPair
 from patchlab.core.targets import Target, get_target
+from patchlab.engine.memory import budget_bytes
 from patchlab.engine.quantities import last_quantities
 from patchlab.engine.tokens import TokenizedPair, check_equal_lengths, tokenize_pairs
+
+# most prompts per batched bridge forward when prepare computes the baselines
+BASELINE_BATCH = 16
 
 StopFlag = Callable[[], bool]
 
@@ -59,8 +63,9 @@ class SweepContext:
     row_shape: tuple[int, ...]
     clean_raw: dict[str, np.ndarray]  # quantity -> (n_pairs,)
     corrupted_raw: dict[str, np.ndarray]
-    source_caches: list[dict[str, torch.Tensor]] = field(default_factory=list)
-    base_caches: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    # the bridge's target activations per pair, run on first use (see BridgeCaches)
+    source_caches: Sequence[dict[str, torch.Tensor]] = field(default_factory=list)
+    base_caches: Sequence[dict[str, torch.Tensor]] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -106,6 +111,85 @@ def _run(model: Any, tokens: torch.Tensor, names: list[str]):
     with torch.inference_mode():
         logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
         return logits[:, -1], {n: cache[n].clone() for n in names if n in cache.cache_dict}
+
+
+class BridgeCaches(Sequence):
+    """The bridge's cached target activations of one run per pair, each run on first use.
+
+    ``caches[p]`` is ``{hook name: [1, ...]}`` of pair ``p``'s ``which`` prompt, as
+    ``run_with_cache`` gives it. Nothing runs until a pair is read, and a pair once run is kept:
+    the hook path reads every pair at every layer (and keeps them all, as before), while the
+    fast path computes its source activations per group of pairs in flight with its own forward
+    and reads only pair 0 here (its self-check and the probe), so its memory does not grow with
+    the number of pairs.
+    """
+
+    def __init__(self, model: Any, pairs: Sequence[TokenizedPair], which: str, names: list[str]) -> None:
+        self.model, self.pairs, self.which, self.names = model, list(pairs), which, list(names)
+        self._store: dict[int, dict[str, torch.Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, p):  # type: ignore[override]
+        if isinstance(p, slice):
+            return [self[i] for i in range(*p.indices(len(self)))]
+        p = int(p)
+        if p < 0:
+            p += len(self)
+        if not 0 <= p < len(self):
+            raise IndexError(f"pair {p} out of range ({len(self)} pairs)")
+        hit = self._store.get(p)
+        if hit is None:
+            _, hit = _run(self.model, self.pairs[p].tokens(self.which), self.names)
+            self._store[p] = hit
+        return hit
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return (self[p] for p in range(len(self)))
+
+    @property
+    def n_run(self) -> int:
+        """How many pairs' caches have been run (and are held)."""
+        return len(self._store)
+
+
+def _baselines(model: Any, tps: list[TokenizedPair], seed: BridgeCaches) -> dict[str, dict[str, np.ndarray]]:
+    """Both runs' last-position quantities per pair, from batched bridge forwards.
+
+    Prompts of one token length share a forward pass (no padding, so each row is the run of
+    that prompt alone); a batch holds at most ``BASELINE_BATCH`` prompts and fits a quarter of
+    the memory budget (full-vocabulary logits at every position dominate). The batch with pair
+    0's ``seed.which`` prompt also caches its target activations into ``seed`` (pair 0 only).
+    """
+    cfg = model.cfg
+    device = tps[0].clean.device
+    out = {w: {q: np.full(len(tps), np.nan) for q in RAW} for w in ("clean", "corrupted")}
+    by_len: dict[int, list[int]] = {}
+    for p, tp in enumerate(tps):
+        by_len.setdefault(tp.n_pos, []).append(p)
+    names = seed.names
+    for n_pos, ps in by_len.items():
+        per_prompt = 4 * n_pos * (int(cfg.d_vocab) + 16 * int(cfg.d_model) * int(cfg.n_layers))
+        k = int(max(1, min(BASELINE_BATCH, budget_bytes(device) // 4 // max(1, per_prompt))))
+        for i in range(0, len(ps), k):
+            group = ps[i : i + k]
+            for which in ("clean", "corrupted"):
+                tokens = torch.cat([tps[p].tokens(which) for p in group])
+                with torch.inference_mode():
+                    if group[0] == 0 and which == seed.which:
+                        logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+                        seed._store[0] = {n: cache[n][:1].clone() for n in names if n in cache.cache_dict}
+                        del cache
+                    else:
+                        logits = model(tokens)
+                    last = logits[:, -1]
+                    del logits
+                for j, p in enumerate(group):
+                    q = last_quantities(last[j : j + 1], tps[p].answer_id, tps[p].wrong_id)
+                    for name, v in q.items():
+                        out[which][name][p] = float(v[0])
+    return out
 
 
 def unavailable_message(model: Any, target: Target, missing: str) -> str:
@@ -154,28 +238,24 @@ def prepare(
     method: str = "exact",
     cache_base: bool = False,
 ) -> SweepContext:
-    """Validate inputs, run both prompts once, and cache the target's activations."""
+    """Validate inputs, run both prompts of every pair once (batched), and set up the caches.
+
+    The baselines (last-position quantities of both runs) are computed here; the target's
+    activations (``source_caches``, and ``base_caches`` with ``cache_base``) are run through
+    the bridge per pair on first use (:class:`BridgeCaches`), so a sweep on the fast path holds
+    only the activations of the pairs in flight.
+    """
     tgt, tps = validate(model, pairs, target, metric, direction, method)
     n_pos = tps[0].n_pos
     n_layers = int(model.cfg.n_layers)
     names = [hook_name(tgt, layer) for layer in range(n_layers)]
-    raw: dict[str, dict[str, list]] = {w: {q: [] for q in RAW} for w in ("clean", "corrupted")}
-    source_caches, base_caches = [], []
-    for tp in tps:
-        runs = {}
-        for which in ("clean", "corrupted"):
-            last, cache = _run(model, tp.tokens(which), names)
-            missing = [n for n in names if n not in cache]
-            if missing:
-                raise TargetUnavailableError(unavailable_message(model, tgt, missing[0]))
-            runs[which] = cache
-            for q, v in last_quantities(last, tp.answer_id, tp.wrong_id).items():
-                raw[which][q].append(float(v[0]))
-        src, base = source_and_base(direction)
-        source_caches.append(runs[src])
-        if cache_base:
-            base_caches.append(runs[base])
-    arr = {w: {q: np.array(v, dtype=np.float64) for q, v in d.items()} for w, d in raw.items()}
+    src, base = source_and_base(direction)
+    source_caches = BridgeCaches(model, tps, src, names)
+    arr = _baselines(model, tps, source_caches)
+    # pair 0's source run (kept: the probe and the fast path's self-check read it) shows missing hooks
+    missing = [n for n in names if n not in source_caches[0]]
+    if missing:
+        raise TargetUnavailableError(unavailable_message(model, tgt, missing[0]))
     return SweepContext(
         model=model,
         pairs=tps,
@@ -188,5 +268,5 @@ def prepare(
         clean_raw=arr["clean"],
         corrupted_raw=arr["corrupted"],
         source_caches=source_caches,
-        base_caches=base_caches,
+        base_caches=BridgeCaches(model, tps, base, names) if cache_base else [],
     )

@@ -43,16 +43,15 @@ class Sender:
 
 
 class OneRun:
-    """A one-prompt :class:`BaseRun` with its prompt axis dropped from every per-layer list."""
+    """A one-prompt :class:`BaseRun` (``run``, batched layout, for ``run_from``) read with its
+    prompt axis dropped from every per-layer list (``pre[l]`` is ``[T, d]``)."""
 
     def __init__(self, run: BaseRun) -> None:
         self.run = run
-        # base_run may or may not keep the prompt axis (pre[l] [1, T, d] or [T, d])
-        self.batched = run.pre[0].dim() == 3
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self.run, name)
-        return [t[0] for t in value] if isinstance(value, list) and self.batched else value
+        return [t[0] for t in value] if isinstance(value, list) else value
 
 
 @dataclass

@@ -76,6 +76,13 @@ def _pick_backend(ctx: SweepContext, engine: str):
     return generic, reason
 
 
+def _after_mismatch(exc: Exception, engine: str):
+    """The hook path, after the fast path found a pair it computes differently from the bridge."""
+    if engine == "fast":
+        raise InputError(f"The fast engine does not apply here: {exc.reason}") from exc  # type: ignore[attr-defined]
+    return generic, exc.reason  # type: ignore[attr-defined]
+
+
 def _meta(ctx: SweepContext, path: str, fallback: str) -> dict[str, Any]:
     info = model_info(ctx.model)
     runs = {}
@@ -181,6 +188,11 @@ def iter_patch(
             cancelled = True
             break
         except Exception as exc:  # e.g. out of memory in a late layer: keep the rows done
+            if done == 0 and isinstance(exc, getattr(backend, "Mismatch", ())):
+                # the fast path's self-check failed on a later group of pairs, before any row
+                backend, fallback = _after_mismatch(exc, engine)
+                rows = backend.iter_rows(ctx, stop_fn, batch_size=batch_size)
+                continue
             if not keep_on_error or done == 0:
                 raise
             error = (f"{type(exc).__name__}: {exc}", traceback.format_exc())

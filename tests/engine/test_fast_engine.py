@@ -7,7 +7,7 @@ import torch
 import patchlab
 from patchlab.engine.context import prepare
 from patchlab.engine.fast import backend
-from patchlab.engine.fast.forward import base_run
+from patchlab.engine.fast.forward import base_runs
 
 PAIR = ("John gave a drink to", "Mary gave a drink to", " Mary", " John")
 
@@ -54,7 +54,7 @@ def test_unpatched_forward_matches_the_bridge_logits(model, pair):
     w = backend.weights_for(model)
     ctx = prepare(model, pair, target="resid_pre")
     with torch.inference_mode():
-        ours = base_run(w, ctx.pairs[0].clean).last_logits
+        ours = base_runs(w, ctx.pairs[0].clean).last_logits[0]
         theirs = model(ctx.pairs[0].clean)[0, -1]
     np.testing.assert_allclose(torch.log_softmax(ours, -1), torch.log_softmax(theirs, -1), atol=1e-4)
 

@@ -5,6 +5,6 @@ RMSNorm/rotary/GQA/gated MLP) after checking its own unpatched run against the b
 anything else falls back to the generic hook-based backend with the reason recorded.
 """
 
-from patchlab.engine.fast.backend import NAME, iter_rows, unsupported_reason
+from patchlab.engine.fast.backend import NAME, Mismatch, iter_rows, unsupported_reason
 
-__all__ = ["NAME", "iter_rows", "unsupported_reason"]
+__all__ = ["NAME", "Mismatch", "iter_rows", "unsupported_reason"]

@@ -2,9 +2,11 @@
 
 Pairs of one token length run in groups: one forward pass carries cells of every pair of the
 group (batch row ``i`` patches pair ``prow[i]``). Each yielded layer row covers every pair.
-The unpatched runs a group needs are kept for the whole sweep only when every pair fits one
-group; otherwise each group's runs are recomputed per wave and freed, so memory does not grow
-with the number of pairs.
+The source activations patched in come from this forward's own source run (checked against
+the bridge's run of pair 0), never from a bridge cache per pair. A group's unpatched run and
+source activations are kept for the whole sweep only when every pair fits one group;
+otherwise they are recomputed per wave of layers and freed, so memory does not grow with the
+number of pairs beyond the group in flight.
 """
 
 from __future__ import annotations
@@ -18,18 +20,14 @@ import numpy as np
 import torch
 
 from patchlab.core.metrics import RAW
-from patchlab.engine.context import StopFlag, SweepContext, check_stop, hook_name, source_and_base
+from patchlab.engine.context import StopFlag, SweepContext, check_stop, source_and_base
 from patchlab.engine.fast.entries import cell_start, dense_entry, run_cells
 from patchlab.engine.fast.forward import BaseRun, base_runs, run_wave, stopping
+from patchlab.engine.fast.verify import Mismatch, check_logits, group_tokens, source_acts, verify
 from patchlab.engine.fast.weights import FastWeights, Unsupported, extract
 from patchlab.engine.memory import budget_bytes, choose_batch, is_oom
-from patchlab.engine.quantities import last_quantities
 
 NAME = "fast-torch"
-# self-check tolerance per weight dtype: several units in the last place of a half type (the two
-# forwards round in different orders: 1e-3 measured in bfloat16 on tiny models), 1e-4 in float32
-TOLS = {torch.float32: 1e-4, torch.float64: 1e-6, torch.float16: 1e-2, torch.bfloat16: 5e-2}
-TOL = TOLS[torch.float32]
 # merge cells with different start positions while the extra recomputed work stays small
 MERGE_SLACK = 0.25
 MIN_TOKENS = 96
@@ -43,6 +41,10 @@ SKIP_SHARED_PREFIX = True
 WAVE_MIN_YIELDS = 2
 # most pairs per group: more adds memory for base runs without larger useful matmuls
 MAX_GROUP = 8
+# when the pairs need several groups, their unpatched runs are recomputed once per wave of
+# layers (never kept for all pairs); the waves are few enough that the recomputation costs at
+# most this share of the patched work (estimated in token-layers), and at least one
+RECOMPUTE_SHARE = 0.1
 
 _WEIGHTS: weakref.WeakKeyDictionary[Any, tuple[Any, FastWeights]] = weakref.WeakKeyDictionary()
 _STATE: dict[int, dict[str, Any]] = {}
@@ -68,21 +70,6 @@ def weights_for(model: Any) -> FastWeights:
     return w
 
 
-def run_activation(run: BaseRun, act: str, layer: int) -> torch.Tensor:
-    """This run's activation in the bridge hook's layout ``[P, ...]``."""
-    if act in ("q", "k", "v"):
-        return getattr(run, act)[layer].transpose(1, 2)
-    field = {"resid_pre": "pre", "resid_mid": "mid", "resid_post": "post", "attn_out": "attn",
-             "mlp_out": "mlp", "z": "z", "pattern": "pattern"}[act]
-    return getattr(run, field)[layer]
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Max abs difference, scaled by the reference's magnitude when that is above 1."""
-    a, b = a.double(), b.double()
-    return float((a - b).abs().max()) / max(1.0, float(b.abs().max()))
-
-
 def base_bytes(w: FastWeights, n_pos: int) -> int:
     """Bytes of one pair's :class:`BaseRun` (every layer's intermediates, patterns included)."""
     d, H, Hkv, dh, T = int(w.W_E.shape[1]), w.n_heads, w.n_kv, w.d_head, n_pos
@@ -102,42 +89,6 @@ def pair_groups(ctx: SweepContext, w: FastWeights) -> list[list[int]]:
     return out
 
 
-def _group_tokens(ctx: SweepContext, group: list[int], which: str) -> torch.Tensor:
-    return torch.cat([ctx.pairs[p].tokens(which) for p in group])
-
-
-def _verify(ctx: SweepContext, w: FastWeights, groups: list[list[int]]) -> tuple[str | None, list[BaseRun | None]]:
-    """Compare our unpatched runs with the bridge's (logits and target activations), per pair."""
-    tol = TOLS.get(w.dtype, TOLS[torch.float16])
-    src_name, base_name = source_and_base(ctx.direction)
-    bases: list[BaseRun | None] = []
-    for group in groups:
-        with torch.inference_mode():
-            runs = {which: base_runs(w, _group_tokens(ctx, group, which)) for which in ("clean", "corrupted")}
-        for i, p in enumerate(group):
-            tp = ctx.pairs[p]
-            for which, ref in (("clean", ctx.clean_raw), ("corrupted", ctx.corrupted_raw)):
-                ours = last_quantities(runs[which].last_logits[i : i + 1], tp.answer_id, tp.wrong_id)
-                for q in ("logit_diff", "answer_logprob"):
-                    err = abs(float(ours[q][0]) - float(ref[q][p])) / max(1.0, abs(float(ref[q][p])))
-                    if not err <= tol:
-                        return (f"its plain-torch forward pass differs from the bridge's on this model "
-                                f"({q} of the {which} run off by {err:.2g}, tolerance {tol:g} in {w.dtype})"), []
-            for layer in range(ctx.n_layers):
-                name = hook_name(ctx.target, layer)
-                ref_act = ctx.source_caches[p][name][0]
-                ours_act = run_activation(runs[src_name], ctx.target.act, layer)[i]
-                if ours_act.shape != ref_act.shape:
-                    return f"its {name} has shape {tuple(ref_act.shape)}, the fast path expects {tuple(ours_act.shape)}", []
-                err = _close(ours_act, ref_act)
-                if not err <= tol:
-                    return f"its {name} differs from the fast path's by {err:.2g} (tolerance {tol:g} in {w.dtype})", []
-        # kept only when one group holds every pair: otherwise recomputed per wave (bounded memory)
-        bases.append(runs[base_name] if len(groups) == 1 else None)
-        del runs
-    return None, bases
-
-
 def unsupported_reason(ctx: SweepContext) -> str | None:
     """``None`` if the fast path applies to this sweep, else a plain-language reason."""
     if ctx.method != "exact":
@@ -150,13 +101,13 @@ def unsupported_reason(ctx: SweepContext) -> str | None:
         return f"the fast path does not implement this architecture ({exc})"
     groups = pair_groups(ctx, w)
     try:
-        reason, bases = _verify(ctx, w, groups)
+        reason, runs = verify(ctx, w, groups)
     except Exception as exc:
         if not is_oom(exc):
             raise
         return f"the fast path ran out of memory during its self-check against the bridge ({exc})"
     if reason is None:
-        _STATE[id(ctx)] = {"weights": w, "groups": groups, "bases": bases}
+        _STATE[id(ctx)] = {"weights": w, "groups": groups, **runs}
         weakref.finalize(ctx, _STATE.pop, id(ctx), None)
     return reason
 
@@ -226,15 +177,16 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
         if reason is not None:
             raise RuntimeError(f"The fast engine does not apply: {reason}")
         state = _STATE[id(ctx)]
-    w, groups, bases = state["weights"], state["groups"], state["bases"]
+    w, groups, kept = state["weights"], state["groups"], state.get("kept")
     tgt = ctx.target
     device = ctx.base_tokens(0).device
     cells_np = np.array(list(itertools.product(*(range(n) for n in ctx.row_shape))), dtype=np.int64)
     cells_all = torch.from_numpy(cells_np).to(device)
     starts = cell_start(torch.from_numpy(cells_np), tgt.act, tgt.axes).numpy()
     n_pos = max(tp.n_pos for tp in ctx.pairs)
-    cached = bases[0] is not None
-    reserved = 0 if cached else max(len(g) for g in groups) * base_bytes(w, n_pos)
+    cached = kept is not None
+    # recomputed per wave: one group's base run, and its source run up to the wave's last layer
+    reserved = 0 if cached else 2 * max(len(g) for g in groups) * base_bytes(w, n_pos)
     bs = batch_size or choose_batch(bytes_per_row(ctx, w), device, limit=ctx.n_layers * len(cells_np) * len(ctx.pairs),
                                     reserved=reserved)
     # the last position each cell's patch touches: its own position, or every position
@@ -250,14 +202,25 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
         ce = np.concatenate([todo_cells[p] for p in group]).astype(np.int64)
         g_rows.append((pr, ce))
 
-    def group_base(gi: int) -> BaseRun:
+    def group_runs(gi: int, layers: range) -> tuple[BaseRun, dict[int, torch.Tensor]]:
+        """Group ``gi``'s base run and its source activations at ``layers`` (kept or recomputed)."""
         if cached:
-            return bases[gi]
+            return kept
+        src_name, base_name = source_and_base(ctx.direction)
+        first = layers[0] == 0
+        if first and gi == 0 and "first" in state:  # the self-check's runs of group 0
+            base, src = state.pop("first")
+            return base, source_acts(src, tgt.act, layers)
         with torch.inference_mode(), stopping(stop):
-            return base_runs(w, _group_tokens(ctx, groups[gi], source_and_base(ctx.direction)[1]))
-
-    def group_src(gi: int, layer: int) -> torch.Tensor:
-        return torch.cat([ctx.source_caches[p][hook_name(tgt, layer)] for p in groups[gi]])
+            base = base_runs(w, group_tokens(ctx, groups[gi], base_name))
+            # the source run stops after the wave's last layer, except on a group's first runs,
+            # whose logits complete the self-check against the bridge (before any row is yielded)
+            src = base_runs(w, group_tokens(ctx, groups[gi], src_name), upto=None if first else layers[-1] + 1)
+        if first:
+            reason = check_logits(ctx, w, groups[gi], {src_name: src, base_name: base})
+            if reason is not None:
+                raise Mismatch(reason)
+        return base, source_acts(src, tgt.act, layers)
 
     def store(raw: dict[str, np.ndarray], gi: int, idx: np.ndarray, q: dict[str, np.ndarray]) -> None:
         pr, ce = g_rows[gi]
@@ -265,13 +228,12 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
         for k, v in q.items():
             raw[k][sel] = v
 
-    def layer_rows(layer: int, gi: int, base: BaseRun, raw: dict[str, np.ndarray]) -> None:
+    def layer_rows(layer: int, gi: int, base: BaseRun, src: torch.Tensor, raw: dict[str, np.ndarray]) -> None:
         """One layer's rows of group ``gi`` in chunks of ``bs`` rows, halving a chunk on OOM."""
         pr, ce = g_rows[gi]
         check_stop(stop)  # also before a layer whose cells are all skipped
         if not len(ce):
             return
-        src = group_src(gi, layer)
         prow_all = torch.from_numpy(pr).to(device)
         answer = torch.tensor([ctx.pairs[p].answer_id for p in groups[gi]], device=device)
         wrong = torch.tensor([ctx.pairs[p].wrong_id for p in groups[gi]], device=device)
@@ -294,7 +256,7 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
                 raise
             store(raw, gi, idx, q)
 
-    def wave(layers: range, gi: int, base: BaseRun, raw: dict[str, np.ndarray]) -> None:
+    def wave(layers: range, gi: int, base: BaseRun, srcs: dict[int, torch.Tensor], raw: dict[str, np.ndarray]) -> None:
         """All-position head rows of several layers in one pass; layer by layer on OOM."""
         pr, ce = g_rows[gi]
         if not len(ce):
@@ -307,7 +269,7 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
             with torch.inference_mode(), stopping(stop):
                 entries = []
                 for layer in layers:
-                    stage, x = dense_entry(w, layer, base, prow, group_src(gi, layer), cells_all[ce], tgt.act)
+                    stage, x = dense_entry(w, layer, base, prow, srcs[layer], cells_all[ce], tgt.act)
                     entries.append((layer, stage, x))
                 logits = run_wave(w, base, entries)
                 q = _quantities(logits, answer.repeat(len(layers)), wrong.repeat(len(layers)))
@@ -316,17 +278,22 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
                 raise
             _empty_cache(device)
             for i, layer in enumerate(layers):
-                layer_rows(layer, gi, base, {k: v[i] for k, v in raw.items()})
+                layer_rows(layer, gi, base, srcs[layer], {k: v[i] for k, v in raw.items()})
             return
         for i in range(len(layers)):
             part = {k: v[i * len(ce) : (i + 1) * len(ce)] for k, v in q.items()}
             store({k: v[i] for k, v in raw.items()}, gi, np.arange(len(ce)), part)
 
-    # all-position head cells all start at position 0: several layers' rows share one wave
-    per = 1
+    # all-position head cells all start at position 0: several layers' rows share one pass
+    sub = 1
     most = max(len(r[1]) for r in g_rows)
     if "pos" not in tgt.axes and 0 < most <= bs:
-        per = max(1, min(bs // most, -(-ctx.n_layers // WAVE_MIN_YIELDS)))
+        sub = max(1, min(bs // most, -(-ctx.n_layers // WAVE_MIN_YIELDS)))
+    per = sub  # layers per wave (rows yielded together)
+    if not cached:
+        # groups' runs are recomputed once per wave: few enough waves that this stays a small
+        # share of the patched work (rows then arrive a wave at a time)
+        per = max(per, -(-ctx.n_layers // _recompute_waves(ctx, starts, todo_cells, n_pos)))
     for first in range(0, ctx.n_layers, per):
         layers = range(first, min(ctx.n_layers, first + per))
         raw = {q: np.full((len(layers), len(ctx.pairs), *ctx.row_shape), np.nan) for q in RAW}
@@ -335,14 +302,29 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
                 _fill_skipped(ctx, {k: v[i] for k, v in raw.items()}, p, cells_np, todo_cells[p])
         for gi in range(len(groups)):
             check_stop(stop)
-            base = group_base(gi)
-            if per > 1:
-                wave(layers, gi, base, raw)
-            else:
-                layer_rows(first, gi, base, {k: v[0] for k, v in raw.items()})
-            del base  # a recomputed group's runs are freed before the next group's
+            base, srcs = group_runs(gi, layers)
+            for j in range(0, len(layers), sub):
+                part = layers[j : j + sub]
+                if len(part) > 1:
+                    wave(part, gi, base, srcs, {k: v[j : j + len(part)] for k, v in raw.items()})
+                else:
+                    layer_rows(part[0], gi, base, srcs[part[0]], {k: v[j] for k, v in raw.items()})
+            del base, srcs  # a recomputed group's runs are freed before the next group's
         for i, layer in enumerate(layers):
             yield layer, {k: v[i] for k, v in raw.items()}
+
+
+def _recompute_waves(ctx: SweepContext, starts: np.ndarray, todo_cells: list[np.ndarray], n_pos: int) -> int:
+    """How many waves of layers, when each wave recomputes every group's runs.
+
+    A wave costs a base run and a (partial) source run per pair, about ``2 T L`` token-layers;
+    a cell at layer ``l`` starting at position ``s`` recomputes ``(T - s) (L - l)``.
+    """
+    L = ctx.n_layers
+    per_layer = sum(float((n_pos - starts[c]).sum()) for c in todo_cells)  # token-positions per layer
+    patched = per_layer * L * (L + 1) / 2  # summed over layers of (L - l)
+    recompute = 2.0 * n_pos * L * len(ctx.pairs)
+    return int(max(1, min(L, RECOMPUTE_SHARE * patched // max(1.0, recompute))))
 
 
 def _quantities(logits: torch.Tensor, answer: torch.Tensor, wrong: torch.Tensor) -> dict[str, np.ndarray]:

@@ -64,7 +64,7 @@ class BaseRun:
     pattern: list[torch.Tensor]  # [P, H, T, T]
     cos: torch.Tensor | None  # [T, rotary_dim]
     sin: torch.Tensor | None
-    last_logits: torch.Tensor  # [P, vocab]
+    last_logits: torch.Tensor | None  # [P, vocab] (None: a run stopped before the last layer)
     # Gemma 3: (cos, sin) per rotary layer type; layers with a rope_type read theirs (see tables())
     rope_tables: dict | None = None
     # Gemma: attention output before the post-attention norm (``attn`` holds the hook's value,
@@ -206,20 +206,12 @@ def rotary_tables(w: FastWeights, n_pos: int, like: torch.Tensor, rope_type: str
     return cos[0, :, : w.rotary_dim].to(like.dtype), sin[0, :, : w.rotary_dim].to(like.dtype)
 
 
-def base_run(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
-    """One unpatched run of ``tokens [1, T]`` with its batch dimension dropped (``pre[l]`` is
-    ``[T, d]``, ``last_logits`` ``[vocab]``), for callers that index positions directly.
-    :func:`run_from` accepts it as pair 0."""
-    r = base_runs(w, tokens)
-    lists = {k: [t[0] for t in getattr(r, k)] for k in (
-        "pre", "mid", "post", "attn", "mlp", "q", "k", "v", "q_rot", "k_rot", "z", "pattern")}
-    raw = None if r.attn_raw is None else [t[0] for t in r.attn_raw]
-    return BaseRun(**lists, cos=r.cos, sin=r.sin, last_logits=r.last_logits[0], rope_tables=r.rope_tables,
-                   attn_raw=raw)
+def base_runs(w: FastWeights, tokens: torch.Tensor, upto: int | None = None) -> BaseRun:
+    """Unpatched forward passes of ``tokens [P, T]`` keeping every intermediate.
 
-
-def base_runs(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
-    """Unpatched forward passes of ``tokens [P, T]`` keeping every intermediate."""
+    ``upto``: stop after that many layers (``last_logits`` is then None), for callers that
+    only read early layers' activations.
+    """
     T = int(tokens.shape[-1])
     x = w.W_E[tokens]
     if w.embed_scale is not None:  # HF casts the scale to the model's dtype first
@@ -233,7 +225,7 @@ def base_runs(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
     keep: dict[str, list[torch.Tensor]] = {k: [] for k in (
         "pre", "mid", "post", "attn", "mlp", "q", "k", "v", "q_rot", "k_rot", "z", "pattern")}
     raw: list[torch.Tensor] = []
-    for li, layer in enumerate(w.layers):
+    for li, layer in enumerate(w.layers[:upto]):
         checkpoint()
         keep["pre"].append(x)
         q, k, v = qkv(w, layer, x)
@@ -258,7 +250,7 @@ def base_runs(w: FastWeights, tokens: torch.Tensor) -> BaseRun:
         for name, val in (("mid", mid), ("post", x), ("attn", a), ("mlp", m), ("q", q), ("k", k),
                           ("v", v), ("q_rot", qr), ("k_rot", kr), ("z", z), ("pattern", pattern)):
             keep[name].append(val)
-    logits = unembed(w, x[:, -1])
+    logits = unembed(w, x[:, -1]) if upto is None or upto >= len(w.layers) else None
     return BaseRun(**keep, cos=cos, sin=sin, last_logits=logits, rope_tables=rope_tables,
                    attn_raw=raw if raw else None)
 
@@ -279,9 +271,7 @@ def block(w: FastWeights, li: int, x: torch.Tensor, s: int, base: BaseRun,
     H, Hkv, dh = w.n_heads, w.n_kv, w.d_head
     if prow is None:
         prow = x.new_zeros(B, dtype=torch.long)
-    kb, vb = base.k_rot[li], base.v[li]
-    if kb.dim() == 3:  # a single run from base_run (batch dimension dropped)
-        kb, vb = kb.unsqueeze(0), vb.unsqueeze(0)
+    kb, vb = base.k_rot[li], base.v[li]  # [P, Hkv, T, dh]
     xv = x.reshape(B * n, d) if valid is None else x[valid]
     xn = layer.ln1(xv)
     if last_only:
