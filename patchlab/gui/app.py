@@ -12,9 +12,20 @@ from PySide6.QtWidgets import QApplication
 APP_NAME = "patchlab"
 
 
+#: How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms).
+#: Each call from the GUI thread into Qt releases the GIL and takes it back; with a worker or
+#: the session writer running Python code, every take-back can wait a whole interval, and a
+#: redraw with dozens of such calls stalled the event loop for 100-117 ms during a 512-token
+#: sweep. At 1 ms the same run's longest stall was 42 ms, at the same sweep time
+#: (``benchmarks/gui_stalls.py``; docs/benchmarks.md).
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
 def ensure_app(argv: list[str] | None = None) -> QApplication:
+    """The ``QApplication`` (made once, with patchlab's names, style and palette)."""
     app = QApplication.instance()
     if app is None:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         app = QApplication([APP_NAME, *(argv or [])])
         app.setApplicationName(APP_NAME)
         app.setOrganizationName(APP_NAME)

@@ -88,3 +88,22 @@ def test_guard_collects_a_cycle_on_the_gui_thread(qtbot, restore_gc):
     assert sum(guard.collections) > before
     gc_guard.uninstall()
     assert gc.isenabled(), "uninstall gives collection back"
+
+
+def test_new_app_hands_the_gil_to_the_gui_thread_sooner():
+    """``ensure_app`` shortens CPython's 5 ms GIL switch interval when it makes the app.
+
+    Run in a fresh interpreter: this process's ``QApplication`` already exists.
+    """
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from patchlab.gui.app import ensure_app, GIL_SWITCH_INTERVAL_S as want; "
+            "before = sys.getswitchinterval(); ensure_app([]); "
+            "print(before, sys.getswitchinterval(), want)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert out.returncode == 0, out.stderr
+    before, after, want = map(float, out.stdout.split())
+    assert before == pytest.approx(0.005) and after == pytest.approx(want) and want < before
