@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import transformer_lens.patching as tlp
+from tl_reference import tl_reference
 
 import patchlab
 from patchlab.engine import context
@@ -110,27 +110,12 @@ def test_fast_sweep_memory_does_not_grow_with_the_number_of_pairs(tiny_models, m
     assert res.per_pair.shape[0] == len(pairs)
 
 
-def _tl_mean(model, pairs, target, direction):
-    """TransformerLens's per-cell loop on all pairs at once: the mean logit difference per cell."""
-    tps = tokenize_pairs(model, pairs)
-    clean = torch.cat([tp.clean for tp in tps])
-    corrupted = torch.cat([tp.corrupted for tp in tps])
-    ans = torch.tensor([tp.answer_id for tp in tps])
-    wrong = torch.tensor([tp.wrong_id for tp in tps])
-    rows = torch.arange(len(tps))
-    base, src = (corrupted, clean) if direction == "denoise" else (clean, corrupted)
-    with torch.no_grad():
-        _, cache = model.run_with_cache(src)
-        fn = getattr(tlp, f"get_act_patch_{target}")
-        return fn(model, base, cache, lambda lg: (lg[rows, -1, ans] - lg[rows, -1, wrong]).mean()).double().numpy()
-
-
 @pytest.mark.parametrize(("target", "direction"), [
     ("resid_pre", "denoise"), ("mlp_out", "noise"), ("attn_head_out_all_pos", "denoise"),
 ])
 def test_many_pairs_in_several_groups_equal_transformer_lens_mean(model, target, direction, monkeypatch):
     pairs = _pairs(model, 6)
-    ref = _tl_mean(model, pairs, target, direction)
+    ref = tl_reference(model, pairs, target, direction)  # TL's loop on all pairs: the mean per cell
     for group in (4, 2):  # two, then three groups (runs recomputed per wave, later groups checked in the sweep)
         monkeypatch.setattr(backend, "MAX_GROUP", group)
         res = patchlab.patch(model, pairs, target=target, metric="logit_diff", direction=direction, engine="fast")
