@@ -173,3 +173,17 @@ def test_export_all_renders_figures_now_and_writes_the_rest_later(qtbot, window,
     assert (tmp_path / "patching.csv").read_text() == first.to_csv()
     assert sessions.load(tmp_path / "session.patchlab").patch_result.to_csv() == first.to_csv()
     assert tmp_path / "session.patchlab" in out
+
+
+def test_autosave_after_a_sweep_waits_for_the_redraw(qtbot, window):
+    """The writer's JSON work must not overlap the finished result's redraw (GIL contention):
+    the autosave starts AUTOSAVE_DELAY_MS later, with the state as it is then."""
+    from patchlab.gui.services import saving
+
+    w = window
+    assert w.run()
+    wait_result(qtbot, w)
+    assert w.saver.autosave_timer.isActive() and not w.autosave_path.is_file()
+    assert w.saver.autosave_timer.interval() == saving.AUTOSAVE_DELAY_MS
+    qtbot.waitUntil(lambda: w.autosave_path.is_file() and w.writer.pending() == 0, timeout=WAIT_MS)
+    assert not w.saver.autosave_timer.isActive()

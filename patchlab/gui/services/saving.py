@@ -6,6 +6,11 @@ result arrays: milliseconds) and leaves the JSON conversion and the atomic write
 skips an autosave that a newer one has superseded, so the file on disk is always the latest
 snapshot. The session is autosaved after every finished sweep or decomposition (work
 survives a crash) and on close, where the window waits for the write.
+
+The autosave after a job waits :data:`AUTOSAVE_DELAY_MS`: the writer thread's JSON conversion
+is Python code, and while it runs every call the GUI thread makes into Qt has to win the GIL
+back; overlapping the redraw of a finished 512-position result, that stretched the redraw into
+a 62 ms event-loop stall (``benchmarks/gui_stalls.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QObject, QTimer, Slot
 
 from patchlab.core.errors import PatchlabError
 from patchlab.gui.jobs import Outcome
@@ -21,6 +26,8 @@ from patchlab.gui.services import errorlog, sessions
 
 #: Job kinds whose successful end triggers an autosave.
 AUTOSAVE_AFTER = ("sweep", "decompose")
+#: How long after such a job the autosave starts (the window draws the result first).
+AUTOSAVE_DELAY_MS = 750
 
 
 class SessionSaver(QObject):
@@ -34,6 +41,10 @@ class SessionSaver(QObject):
     def __init__(self, window) -> None:
         super().__init__(window)
         self.w = window
+        self.autosave_timer = QTimer(self)  # one pending autosave at most: later jobs restart it
+        self.autosave_timer.setSingleShot(True)
+        self.autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
+        self.autosave_timer.timeout.connect(self._autosave_after_job)
         window.controller.done.connect(self.on_job_done)
 
     def _key(self, path) -> str:
@@ -83,6 +94,11 @@ class SessionSaver(QObject):
     @Slot(object)
     def on_job_done(self, out: Outcome) -> None:
         if out.ok and out.kind in AUTOSAVE_AFTER and not self.w.controller._closing:
+            self.autosave_timer.start()
+
+    @Slot()
+    def _autosave_after_job(self) -> None:
+        if not self.w.controller._closing:  # close() writes its own last autosave
             self._guarded(self.autosave)
 
     def _guarded(self, step) -> None:
@@ -99,6 +115,7 @@ class SessionSaver(QObject):
         Each step runs whatever the previous one did (``try/finally``); failures are logged.
         """
         w = self.w
+        self.autosave_timer.stop()
         try:
             self._guarded(w.save_settings)
             self._guarded(self.autosave)  # serialised on the writer while the worker stops
