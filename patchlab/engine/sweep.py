@@ -71,16 +71,15 @@ def _pick_backend(ctx: SweepContext, engine: str):
     reason = fast.unsupported_reason(ctx)
     if reason is None:
         return fast, ""
+    return _without_fast(reason, engine)
+
+
+def _without_fast(reason: str, engine: str):
+    """The hook path with ``reason`` recorded, or a refusal when ``engine="fast"`` was asked for
+    (the fast path does not apply, or found a pair it computes differently from the bridge)."""
     if engine == "fast":
         raise InputError(f"The fast engine does not apply here: {reason}")
     return generic, reason
-
-
-def _after_mismatch(exc: Exception, engine: str):
-    """The hook path, after the fast path found a pair it computes differently from the bridge."""
-    if engine == "fast":
-        raise InputError(f"The fast engine does not apply here: {exc.reason}") from exc  # type: ignore[attr-defined]
-    return generic, exc.reason  # type: ignore[attr-defined]
 
 
 def _meta(ctx: SweepContext, path: str, fallback: str) -> dict[str, Any]:
@@ -190,7 +189,7 @@ def iter_patch(
         except Exception as exc:  # e.g. out of memory in a late layer: keep the rows done
             if done == 0 and isinstance(exc, getattr(backend, "Mismatch", ())):
                 # the fast path's self-check failed on a later group of pairs, before any row
-                backend, fallback = _after_mismatch(exc, engine)
+                backend, fallback = _without_fast(exc.reason, engine)
                 rows = backend.iter_rows(ctx, stop_fn, batch_size=batch_size)
                 continue
             if not keep_on_error or done == 0:
