@@ -8,8 +8,12 @@ import torch
 from patchlab.core.metrics import RAW
 
 
-def last_quantities(last_logits: torch.Tensor, answer_id: int, wrong_id: int) -> dict[str, np.ndarray]:
+def last_quantities(last_logits: torch.Tensor, answer_id: int | torch.Tensor,
+                    wrong_id: int | torch.Tensor) -> dict[str, np.ndarray]:
     """Raw quantities from ``[batch, vocab]`` last-position logits (float64 numpy, fresh).
+
+    ``answer_id`` / ``wrong_id``: one token for every row, or a ``[batch]`` tensor of one per
+    row (rows of several pairs in one batch).
 
     The normaliser is a float32 ``logsumexp`` (relative error ~1e-7, far below the 1e-4
     parity bar); converting the whole ``[batch, vocab]`` block to float64 first cost more
@@ -17,8 +21,8 @@ def last_quantities(last_logits: torch.Tensor, answer_id: int, wrong_id: int) ->
     exactly and combined in float64.
     """
     lse = torch.logsumexp(last_logits.float(), dim=-1).double()
-    pair = last_logits[:, [answer_id, wrong_id]].double()
-    answer, wrong = pair[:, 0], pair[:, 1]
+    rows = torch.arange(last_logits.shape[0], device=last_logits.device)
+    answer, wrong = last_logits[rows, answer_id].double(), last_logits[rows, wrong_id].double()
     out = {
         "logit_diff": answer - wrong,
         "answer_logprob": answer - lse,

@@ -26,6 +26,7 @@ from patchlab.engine.fast.forward import BaseRun, base_runs, run_wave, stopping
 from patchlab.engine.fast.verify import Mismatch, check_logits, group_tokens, source_acts, verify
 from patchlab.engine.fast.weights import FastWeights, Unsupported, extract
 from patchlab.engine.memory import budget_bytes, choose_batch, is_oom
+from patchlab.engine.quantities import last_quantities
 
 NAME = "fast-torch"
 # merge cells with different start positions while the extra recomputed work stays small
@@ -246,7 +247,7 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
                 with torch.inference_mode(), stopping(stop):
                     prow = prow_all[idx]
                     logits = run_cells(w, layer, base, prow, src, cells_all[ce[idx]], tgt.act, tgt.axes)
-                    q = _quantities(logits, answer[prow], wrong[prow])
+                    q = last_quantities(logits, answer[prow], wrong[prow])
             except Exception as exc:
                 if is_oom(exc) and len(idx) > 1:
                     _empty_cache(device)
@@ -272,7 +273,7 @@ def iter_rows(ctx: SweepContext, stop: StopFlag, batch_size: int | None = None) 
                     stage, x = dense_entry(w, layer, base, prow, srcs[layer], cells_all[ce], tgt.act)
                     entries.append((layer, stage, x))
                 logits = run_wave(w, base, entries)
-                q = _quantities(logits, answer.repeat(len(layers)), wrong.repeat(len(layers)))
+                q = last_quantities(logits, answer.repeat(len(layers)), wrong.repeat(len(layers)))
         except Exception as exc:
             if not is_oom(exc):
                 raise
@@ -325,15 +326,6 @@ def _recompute_waves(ctx: SweepContext, starts: np.ndarray, todo_cells: list[np.
     patched = per_layer * L * (L + 1) / 2  # summed over layers of (L - l)
     recompute = 2.0 * n_pos * L * len(ctx.pairs)
     return int(max(1, min(L, RECOMPUTE_SHARE * patched // max(1.0, recompute))))
-
-
-def _quantities(logits: torch.Tensor, answer: torch.Tensor, wrong: torch.Tensor) -> dict[str, np.ndarray]:
-    """:func:`last_quantities` with a per-row answer and wrong token."""
-    lse = torch.logsumexp(logits.float(), dim=-1).double()
-    rows_ = torch.arange(logits.shape[0], device=logits.device)
-    a, b = logits[rows_, answer].double(), logits[rows_, wrong].double()
-    out = {"logit_diff": a - b, "answer_logprob": a - lse, "answer_prob": (a - lse).exp(), "wrong_prob": (b - lse).exp()}
-    return {k: out[k].detach().cpu().numpy().copy() for k in RAW}
 
 
 def _empty_cache(device: torch.device) -> None:
